@@ -1,0 +1,38 @@
+"""jaxsoft: softmax regression as pure, compiled JAX functions.
+
+>>> import jaxsoft as js
+"""
+
+from jaxsoft.losses import (
+    cross_entropy,
+    cross_entropy_grad,
+    l2_penalty,
+    log_softmax,
+    logsumexp,
+    one_hot,
+    softmax,
+)
+from jaxsoft.metrics import accuracy, confusion_matrix, top_k_accuracy
+from jaxsoft.model import Params, init_params, logits, predict, predict_proba
+from jaxsoft.objective import loss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Params",
+    "accuracy",
+    "confusion_matrix",
+    "cross_entropy",
+    "cross_entropy_grad",
+    "init_params",
+    "l2_penalty",
+    "log_softmax",
+    "logits",
+    "logsumexp",
+    "loss",
+    "one_hot",
+    "predict",
+    "predict_proba",
+    "softmax",
+    "top_k_accuracy",
+]

@@ -1,0 +1,178 @@
+"""The softmax-regression model: parameters, logits and predictions.
+
+For an example x in R^d and q classes, with W in R^{d x q} and b in R^q:
+
+    o = x W + b                 (one example, shape (q,))
+    O = X W + b                 (a batch X in R^{n x d}, shape (n, q))
+    P(y = j | x) = softmax(o)_j
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxsoft import losses
+
+__all__ = ["Params", "init_params", "logits", "predict", "predict_proba"]
+
+
+class Params(NamedTuple):
+    """Softmax-regression parameters, a pytree.
+
+    Attributes:
+      W: weights of shape (d, q): column j scores class j.
+      b: bias of shape (q,).
+    """
+
+    W: jax.Array
+    b: jax.Array
+
+    @property
+    def num_features(self) -> int:
+        """d, the input dimension."""
+        return self.W.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        """q, the number of classes."""
+        return self.W.shape[1]
+
+
+def init_params(
+    key: jax.Array,
+    num_features: int,
+    num_classes: int,
+    *,
+    scale: float = 0.01,
+    dtype: jnp.dtype = jnp.float32,
+) -> Params:
+    """Initial parameters: W ~ N(0, scale^2) entrywise, b = 0.
+
+    The loss is convex in (W, b), so any starting point reaches the same
+    optimum; small random weights (or ``scale=0.0``, all zeros) are the usual
+    choice.
+
+    Args:
+      key: a `jax.random` key.
+      num_features: d, the input dimension.
+      num_classes: q, the number of classes (>= 2 for a meaningful softmax).
+      scale: standard deviation of the weights.
+      dtype: floating dtype of W and b.
+
+    Returns:
+      `Params` with W of shape (d, q) and b of shape (q,).
+
+    Example:
+      >>> import jax
+      >>> import jaxsoft as js
+      >>> params = js.init_params(jax.random.key(0), num_features=4, num_classes=3)
+      >>> params.W.shape, params.b.shape
+      ((4, 3), (3,))
+    """
+    for name, value in (("num_features", num_features), ("num_classes", num_classes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype, got {dtype}.")
+    weights = scale * jax.random.normal(key, (num_features, num_classes), dtype)
+    return Params(W=weights, b=jnp.zeros((num_classes,), dtype))
+
+
+def _check_params(params: Params) -> None:
+    if not isinstance(params, Params):
+        raise TypeError(
+            f"params must be jaxsoft.Params(W, b), got {type(params).__name__}."
+        )
+    if params.W.ndim != 2 or params.b.shape != (params.W.shape[1],):
+        raise ValueError(
+            "params must have W of shape (d, q) and b of shape (q,), got "
+            f"W {params.W.shape} and b {params.b.shape}."
+        )
+
+
+def _logits_one(params: Params, x: jax.Array) -> jax.Array:
+    """o = x W + b for one example x of shape (d,): shape (q,)."""
+    return x @ params.W + params.b
+
+
+def logits(params: Params, x: ArrayLike) -> jax.Array:
+    """The logits ``o = x W + b`` (batched: ``O = X W + b``).
+
+    Written for one example and batched with `jax.vmap`, which XLA turns into
+    one matrix product.
+
+    Args:
+      params: `Params` with W (d, q) and b (q,).
+      x: one example of shape (d,) or a batch of shape (n, d).
+
+    Returns:
+      Logits of shape (q,) or (n, q).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxsoft as js
+      >>> params = js.Params(W=jnp.ones((4, 3)), b=jnp.array([0.0, 1.0, 2.0]))
+      >>> js.logits(params, jnp.ones((2, 4)))
+      Array([[4., 5., 6.],
+             [4., 5., 6.]], dtype=float32)
+    """
+    _check_params(params)
+    x = jnp.asarray(x)
+    if x.ndim not in (1, 2):
+        raise ValueError(
+            f"x must be one example of shape (d,) or a batch of shape (n, d), "
+            f"got shape {x.shape}. Flatten images first, e.g. "
+            "x.reshape(len(x), -1)."
+        )
+    if x.shape[-1] != params.num_features:
+        raise ValueError(
+            f"x has {x.shape[-1]} features but W expects d = "
+            f"{params.num_features} (W has shape {params.W.shape})."
+        )
+    if x.ndim == 1:
+        return _logits_one(params, x)
+    return jax.vmap(_logits_one, in_axes=(None, 0))(params, x)
+
+
+def predict_proba(params: Params, x: ArrayLike) -> jax.Array:
+    """Class probabilities ``softmax(x W + b)``.
+
+    Args:
+      params: `Params` with W (d, q) and b (q,).
+      x: shape (d,) or (n, d).
+
+    Returns:
+      Probabilities of shape (q,) or (n, q), each row summing to 1.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxsoft as js
+      >>> params = js.Params(W=jnp.zeros((2, 4)), b=jnp.zeros(4))
+      >>> js.predict_proba(params, jnp.ones(2))
+      Array([0.25, 0.25, 0.25, 0.25], dtype=float32)
+    """
+    return losses.softmax(logits(params, x))
+
+
+def predict(params: Params, x: ArrayLike) -> jax.Array:
+    """The most probable class, ``argmax_j o_j`` (the same as of softmax(o)).
+
+    Args:
+      params: `Params` with W (d, q) and b (q,).
+      x: shape (d,) or (n, d).
+
+    Returns:
+      Integer class indices of shape () or (n,).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxsoft as js
+      >>> params = js.Params(W=jnp.eye(3), b=jnp.zeros(3))
+      >>> js.predict(params, jnp.array([[0.1, 0.9, 0.0], [2.0, 0.0, 1.0]]))
+      Array([1, 0], dtype=int32)
+    """
+    return jnp.argmax(logits(params, x), axis=-1)
