@@ -1,0 +1,129 @@
+"""Params, init_params, logits and predictions."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxsoft as js
+
+settings.register_profile("jaxsoft", deadline=None, max_examples=60)
+settings.load_profile("jaxsoft")
+
+
+def random_problem(seed: int, n: int = 5, d: int = 4, q: int = 3):
+    key_w, key_b, key_x = jax.random.split(jax.random.key(seed), 3)
+    params = js.Params(
+        W=jax.random.normal(key_w, (d, q)), b=jax.random.normal(key_b, (q,))
+    )
+    return params, jax.random.normal(key_x, (n, d))
+
+
+def test_init_params_shapes_dtype_and_scale():
+    params = js.init_params(jax.random.key(0), 784, 10)
+    chex.assert_shape(params.W, (784, 10))
+    chex.assert_shape(params.b, (10,))
+    chex.assert_type([params.W, params.b], jnp.float32)
+    np.testing.assert_array_equal(params.b, 0.0)
+    assert 0.005 < float(jnp.std(params.W)) < 0.015  # N(0, 0.01^2)
+    assert params.num_features == 784 and params.num_classes == 10
+
+
+def test_init_params_is_reproducible_and_zero_scale_gives_zeros():
+    a = js.init_params(jax.random.key(3), 4, 3)
+    b = js.init_params(jax.random.key(3), 4, 3)
+    chex.assert_trees_all_equal(a, b)
+    zeros = js.init_params(jax.random.key(3), 4, 3, scale=0.0)
+    np.testing.assert_array_equal(zeros.W, 0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"num_features": 0, "num_classes": 3}, ValueError),
+        ({"num_features": 4, "num_classes": -1}, ValueError),
+        ({"num_features": 4.0, "num_classes": 3}, ValueError),
+        ({"num_features": 4, "num_classes": 3, "dtype": jnp.int32}, TypeError),
+    ],
+)
+def test_init_params_rejects_bad_arguments(kwargs, error):
+    with pytest.raises(error):
+        js.init_params(jax.random.key(0), **kwargs)
+
+
+def test_logits_is_x_w_plus_b_for_one_example_and_a_batch():
+    params, x = random_problem(0)
+    expected = np.asarray(x) @ np.asarray(params.W) + np.asarray(params.b)
+    o = js.logits(params, x)
+    chex.assert_shape(o, (5, 3))
+    np.testing.assert_allclose(o, expected, rtol=1e-5, atol=1e-6)
+    o1 = js.logits(params, x[2])
+    chex.assert_shape(o1, (3,))
+    np.testing.assert_allclose(o1, expected[2], rtol=1e-5, atol=1e-6)
+
+
+def test_lecture_network_four_inputs_three_outputs():
+    # o_j = x_1 w_j1 + ... + x_4 w_j4 + b_j, written out term by term.
+    params, x = random_problem(1, n=1, d=4, q=3)
+    x = x[0]
+    W, b = np.asarray(params.W), np.asarray(params.b)
+    by_hand = [sum(float(x[i]) * W[i, j] for i in range(4)) + b[j] for j in range(3)]
+    np.testing.assert_allclose(js.logits(params, x), by_hand, rtol=1e-5)
+
+
+@given(st.integers(0, 1000))
+def test_batched_logits_equal_vmap_of_single_examples(seed):
+    params, x = random_problem(seed)
+    np.testing.assert_array_equal(
+        js.logits(params, x), jax.vmap(lambda xi: js.logits(params, xi))(x)
+    )
+
+
+def test_predict_proba_rows_are_distributions_and_predict_is_argmax():
+    params, x = random_problem(2, n=50)
+    probs = js.predict_proba(params, x)
+    np.testing.assert_allclose(jnp.sum(probs, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(
+        js.predict(params, x), np.argmax(js.logits(params, x), axis=1)
+    )
+    assert js.predict(params, x[0]).shape == ()
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_logits_shape_errors_fire_eagerly_and_under_jit(jit):
+    params, _ = random_problem(0)
+    logits = jax.jit(js.logits) if jit else js.logits
+    with pytest.raises(ValueError, match="x has 5 features but W expects d = 4"):
+        logits(params, jnp.zeros((2, 5)))
+    with pytest.raises(ValueError, match="Flatten images"):
+        logits(params, jnp.zeros((2, 2, 2)))
+    bad = js.Params(W=params.W, b=jnp.zeros(4))
+    with pytest.raises(ValueError, match="b of shape"):
+        logits(bad, jnp.zeros((2, 4)))
+
+
+def test_params_must_be_params():
+    with pytest.raises(TypeError, match=r"jaxsoft.Params\(W, b\)"):
+        js.logits({"W": jnp.zeros((4, 3)), "b": jnp.zeros(3)}, jnp.zeros(4))
+
+
+def test_logits_do_not_retrace_for_new_values():
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def predict(params, x):
+        return js.predict_proba(params, x)
+
+    for seed in range(3):
+        predict(*random_problem(seed))
+
+
+def test_params_is_a_pytree():
+    params, _ = random_problem(0)
+    doubled = jax.tree.map(lambda a: 2 * a, params)
+    assert isinstance(doubled, js.Params)
+    np.testing.assert_array_equal(doubled.W, 2 * params.W)

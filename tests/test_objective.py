@@ -1,0 +1,77 @@
+"""The training objective: mean cross-entropy + (l2 / 2) ||W||^2."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxsoft as js
+
+settings.register_profile("jaxsoft", deadline=None, max_examples=40)
+settings.load_profile("jaxsoft")
+
+
+def problem(seed: int, n: int = 16, d: int = 6, q: int = 4, scale: float = 3.0):
+    key_p, key_x, key_y = jax.random.split(jax.random.key(seed), 3)
+    params = js.init_params(key_p, d, q, scale=scale)
+    params = params._replace(b=jnp.linspace(-1.0, 1.0, q))
+    x = jax.random.normal(key_x, (n, d))
+    y = jax.random.randint(key_y, (n,), 0, q)
+    return params, x, y
+
+
+grad_loss = jax.jit(jax.grad(js.loss))
+
+
+@given(st.integers(0, 10_000), st.sampled_from([0.0, 0.1, 2.5]))
+def test_jax_grad_of_the_loss_is_the_closed_form(seed, l2):
+    params, x, y = problem(seed)
+    grads = grad_loss(params, x, y, l2)
+    residual = js.softmax(js.logits(params, x)) - js.one_hot(y, 4)  # (n, q)
+    n = x.shape[0]
+    np.testing.assert_allclose(
+        grads.W, x.T @ residual / n + l2 * params.W, rtol=1e-5, atol=1e-6
+    )
+    # The bias is not penalised: its gradient is the mean residual for any l2.
+    np.testing.assert_allclose(grads.b, residual.mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_loss_value_is_mean_cross_entropy_plus_half_l2_norm():
+    params, x, y = problem(0)
+    ce = js.cross_entropy(js.logits(params, x), y)
+    expected = float(jnp.mean(ce)) + 0.3 * 0.5 * float(jnp.sum(params.W**2))
+    assert float(js.loss(params, x, y, l2=0.3)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_integer_and_one_hot_targets_give_the_same_loss():
+    params, x, y = problem(1)
+    assert float(js.loss(params, x, y)) == pytest.approx(
+        float(js.loss(params, x, js.one_hot(y, 4))), rel=1e-6
+    )
+
+
+def test_uniform_prediction_costs_log_q_nats():
+    params = js.init_params(jax.random.key(0), 6, 4, scale=0.0)
+    _, x, y = problem(2)
+    assert float(js.loss(params, x, y)) == pytest.approx(np.log(4), rel=1e-6)
+
+
+def test_loss_with_traced_l2_compiles_once():
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def value_and_grad(params, x, y, l2):
+        return jax.value_and_grad(js.loss)(params, x, y, l2)
+
+    for seed, l2 in [(0, 0.0), (1, 0.5), (2, 1e-3)]:
+        value_and_grad(*problem(seed), l2)
+
+
+def test_loss_rejects_mismatched_lengths_under_jit():
+    params, x, y = problem(0)
+    with pytest.raises(ValueError, match=r"labels of shape \(15,\)"):
+        jax.jit(js.loss)(params, x, y[:-1])
