@@ -12,7 +12,12 @@ from jaxsoft.losses import (
     one_hot,
     softmax,
 )
-from jaxsoft.metrics import accuracy, confusion_matrix, top_k_accuracy
+from jaxsoft.metrics import (
+    accuracy,
+    confusion_matrix,
+    expected_calibration_error,
+    top_k_accuracy,
+)
 from jaxsoft.model import Params, init_params, logits, predict, predict_proba
 from jaxsoft.objective import loss
 
@@ -24,6 +29,7 @@ __all__ = [
     "confusion_matrix",
     "cross_entropy",
     "cross_entropy_grad",
+    "expected_calibration_error",
     "init_params",
     "l2_penalty",
     "log_softmax",

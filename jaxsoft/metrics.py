@@ -10,9 +10,14 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxsoft import _validation
+from jaxsoft import _validation, losses
 
-__all__ = ["accuracy", "confusion_matrix", "top_k_accuracy"]
+__all__ = [
+    "accuracy",
+    "confusion_matrix",
+    "expected_calibration_error",
+    "top_k_accuracy",
+]
 
 
 def _class_indices(logits: jax.Array, labels: ArrayLike) -> jax.Array:
@@ -119,3 +124,41 @@ def confusion_matrix(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     flat_cell = indices * q + predicted
     counts = jnp.zeros((q * q,), jnp.int32).at[flat_cell].add(1, mode="drop")
     return counts.reshape(q, q)
+
+
+def expected_calibration_error(
+    logits: ArrayLike, labels: ArrayLike, num_bins: int = 15
+) -> jax.Array:
+    """How far confidence is from accuracy: ``sum_b (n_b / n) |acc_b - conf_b|``.
+
+    Each example's confidence is its largest softmax probability. Examples are
+    grouped into ``num_bins`` equal-width confidence bins over [0, 1]; within
+    bin b, acc_b is the fraction predicted correctly and conf_b the mean
+    confidence. A calibrated model (confidence 0.8 is right 80% of the time)
+    scores 0.
+
+    Args:
+      logits: o, of shape (..., q).
+      labels: integer class indices of shape (...) or probability vectors of
+        shape (..., q).
+      num_bins: the number of confidence bins.
+
+    Returns:
+      A float32 scalar in [0, 1].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxsoft as js
+      >>> o = jnp.log(jnp.array([[0.9, 0.1], [0.9, 0.1]]))  # 90% confident
+      >>> js.expected_calibration_error(o, jnp.array([0, 1]))  # right 50%
+      Array(0.4, dtype=float32)
+    """
+    logits, indices = _prepare(logits, labels)
+    if not isinstance(num_bins, int) or num_bins < 1:
+        raise ValueError(f"num_bins must be a positive int, got {num_bins!r}.")
+    probs = losses.softmax(logits.astype(_validation.compute_dtype(logits.dtype)))
+    confidence = jnp.max(probs, axis=-1)
+    correct = (jnp.argmax(logits, axis=-1) == indices).astype(jnp.float32)
+    bins = jnp.clip((confidence * num_bins).astype(jnp.int32), 0, num_bins - 1)
+    gap_per_bin = jax.ops.segment_sum(correct - confidence, bins, num_bins)
+    return jnp.sum(jnp.abs(gap_per_bin)) / confidence.shape[0]

@@ -57,6 +57,25 @@ def test_confusion_matrix_matches_numpy(o_y):
     assert np.trace(cm) / len(y) == pytest.approx(float(accuracy(o, y)))
 
 
+@given(logits_and_labels(magnitude=5.0, masked=False))
+def test_expected_calibration_error_matches_numpy(o_y):
+    o, y = o_y
+    num_bins = 10
+    probs = np.asarray(js.softmax(o), np.float64)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    bins = np.minimum((confidence * num_bins).astype(int), num_bins - 1)
+    expected = 0.0
+    for b in range(num_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            gap = correct[in_bin].mean() - confidence[in_bin].mean()
+            expected += in_bin.mean() * abs(gap)
+    ece = float(js.expected_calibration_error(o, y, num_bins=num_bins))
+    assert ece == pytest.approx(expected, abs=1e-5)
+    assert 0.0 <= ece <= 1.0
+
+
 def test_metric_label_errors():
     with pytest.raises(TypeError, match="integer class indices"):
         js.accuracy(jnp.zeros((3, 4)), jnp.zeros(3))
