@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download.download_manager import (
+    NonMatchingChecksumError,
+)
 
 from jaxsoft.data import preprocessing
 from jaxsoft.data._tensorflow import import_tensorflow
@@ -269,7 +272,7 @@ def _prepare(
     with _no_leftovers(root, builder.name):
         try:
             builder.download_and_prepare(download_config=config)
-        except tfds.download.NonMatchingChecksumError as e:
+        except NonMatchingChecksumError as e:
             raise CorruptDatasetError(
                 f"A source file of {name!r} does not have the size and checksum "
                 f"TFDS expects: it is truncated, corrupt or a different file. "
@@ -361,16 +364,21 @@ def _check_reachable(
 
 
 def _is_temporary(path: Path) -> bool:
-    return ".tmp." in path.name or path.name.startswith("incomplete.")
+    """TFDS's names for what it has not finished writing."""
+    name = path.name
+    return (
+        ".tmp." in name or name.startswith("incomplete") or name.endswith(".todelete")
+    )
 
 
 @contextlib.contextmanager
 def _no_leftovers(root: Path, dataset: str) -> Iterator[None]:
     """On failure, removes what this preparation left half-written.
 
-    TFDS writes into ``incomplete.*`` folders and ``*.tmp.*`` files and renames
+    TFDS writes into ``incomplete*`` folders and ``*.tmp.*`` files and renames
     them when complete; this removes the new temporary ones and the new empty
-    folders. Anything present before, and complete downloads, stay.
+    folders. Anything present before stays, and so do complete downloads and
+    extractions (TFDS's download cache, reused by the next try).
     """
     watched = [root / "downloads", root / dataset]
 

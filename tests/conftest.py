@@ -1,0 +1,40 @@
+"""Shared fixtures: where the offline datasets of ``shared/`` live.
+
+``JAXSOFT_SHARED_DIR`` overrides the shared folder (default: ``../shared``
+next to the repository root). Tests that need a dataset from it skip with the
+reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared folder ($JAXSOFT_SHARED_DIR, default <repo>/../shared)."""
+    path = Path(os.environ.get("JAXSOFT_SHARED_DIR", REPO_ROOT.parent / "shared"))
+    if not path.is_dir():
+        pytest.skip(f"shared folder {path} is absent (set JAXSOFT_SHARED_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(shared_dir: Path) -> Path:
+    """The folder with the four original MNIST files (shared/data/mnist)."""
+    path = shared_dir / "data" / "mnist"
+    missing = [f for f in MNIST_FILES if not (path / f).is_file()]
+    if missing:
+        pytest.skip(f"MNIST files absent from {path}: {', '.join(missing)}")
+    return path
