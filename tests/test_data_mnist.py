@@ -21,8 +21,10 @@ TEST_HISTOGRAM = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 @pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
-    """A data dir where `load` prepared mnist from ``mnist_dir``, offline."""
+def prepared(
+    tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path
+) -> tuple[Path, data.Dataset]:
+    """(data dir, dataset): `load` prepared mnist from ``mnist_dir``, offline."""
     root = tmp_path_factory.mktemp("tfds_mnist")
     with pytest.MonkeyPatch.context() as mp:
 
