@@ -377,6 +377,13 @@ def make_schedule(
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_optimizer(
+    name: str, learning_rate: float, schedule: str, total_steps: int
+) -> optax.GradientTransformation:
+    return OPTIMIZERS[name](make_schedule(schedule, learning_rate, total_steps))
+
+
 def make_optimizer(
     name: str,
     learning_rate: float,
@@ -394,7 +401,8 @@ def make_optimizer(
       total_steps: optimizer steps in the whole run (for the schedule).
 
     Returns:
-      An `optax.GradientTransformation`.
+      An `optax.GradientTransformation` (the same object for the same
+      arguments, so repeated runs reuse their compiled code).
 
     Example:
       >>> import jaxsoft.train as jt
@@ -413,7 +421,13 @@ def make_optimizer(
         raise ValueError(
             f"learning_rate must be a finite number > 0, got {learning_rate!r}."
         )
-    return OPTIMIZERS[name](make_schedule(schedule, float(learning_rate), total_steps))
+    if schedule not in SCHEDULES:
+        raise ValueError(
+            f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}."
+        )
+    total_steps = _check_positive_int("total_steps", total_steps)
+    # The same settings give the same object, so `fit` reuses its compiled epoch.
+    return _cached_optimizer(name, float(learning_rate), schedule, total_steps)
 
 
 # --------------------------------------------------------------------------
@@ -783,12 +797,17 @@ def top_k(
 
 @functools.lru_cache(maxsize=8)
 def _make_lbfgs_solver(
-    memory_size: int, max_iter: int
+    memory_size: int,
 ) -> Callable[..., tuple[model.Params, jax.Array, jax.Array, jax.Array]]:
     optimizer = optax.lbfgs(memory_size=memory_size)
 
     def solve(
-        params: model.Params, x: jax.Array, y: jax.Array, l2: jax.Array, tol: jax.Array
+        params: model.Params,
+        x: jax.Array,
+        y: jax.Array,
+        l2: jax.Array,
+        tol: jax.Array,
+        max_iter: jax.Array,
     ) -> tuple[model.Params, jax.Array, jax.Array, jax.Array]:
         def objective(p: model.Params) -> jax.Array:
             o = model.logits(p, x)
@@ -871,7 +890,7 @@ def solve_lbfgs(
     tol = _check_non_negative("tol", tol)
     max_iter = _check_positive_int("max_iter", max_iter)
     memory_size = _check_positive_int("memory_size", memory_size)
-    solver = _make_lbfgs_solver(memory_size, max_iter)
+    solver = _make_lbfgs_solver(memory_size)
     dtype = params.W.dtype
     params, iterations, value, norm = solver(
         params,
@@ -879,6 +898,7 @@ def solve_lbfgs(
         jnp.asarray(y),
         jnp.asarray(l2, dtype),
         jnp.asarray(tol, dtype),
+        jnp.asarray(max_iter, jnp.int32),
     )
     norm = float(norm)
     info = LbfgsInfo(

@@ -1,0 +1,460 @@
+"""Tests of jaxsoft.train: fit, evaluate, solve_lbfgs, validation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from _fake_data import blobs
+
+import jaxsoft as js
+from jaxsoft import train
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, ...]:
+    x, y = blobs(150, num_classes=3, num_features=16, seed=0)
+    x_test, y_test = blobs(61, num_classes=3, num_features=16, seed=1)
+    return x, y, x_test, y_test
+
+
+def _params(d: int = 16, q: int = 3) -> js.Params:
+    return js.init_params(jax.random.key(0), d, q)
+
+
+def _same(a: js.Params, b: js.Params) -> bool:
+    return all(
+        np.array_equal(np.asarray(u), np.asarray(v))
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+# ------------------------------------------------------------------ fit
+
+
+def test_fit_learns_and_records_history(data):
+    x, y, x_test, y_test = data
+    result = train.fit(
+        _params(),
+        x,
+        y,
+        key=jax.random.key(1),
+        batch_size=16,
+        epochs=4,
+        learning_rate=0.05,
+        x_test=x_test,
+        y_test=y_test,
+    )
+    assert [r.epoch for r in result.history] == [1, 2, 3, 4]
+    assert result.state.epoch == 4
+    first, last = result.history[0], result.history[-1]
+    assert last.train_loss < first.train_loss
+    assert last.test_accuracy >= 0.95
+    assert last.seconds >= 0
+    expected = train.evaluate(result.params, x_test, y_test)
+    assert last.test_accuracy == expected.accuracy
+    assert last.test_loss == pytest.approx(expected.loss, rel=1e-6)
+    record = last.to_dict()
+    assert set(record) == {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "seconds",
+    }
+    assert train.EpochRecord.from_dict(record) == last
+
+
+def test_fit_without_test_data_records_none(data):
+    x, y, _, _ = data
+    result = train.fit(_params(), x, y, key=jax.random.key(1), batch_size=50, epochs=1)
+    assert result.history[0].test_loss is None
+    assert result.history[0].test_accuracy is None
+
+
+def test_fit_is_reproducible_and_depends_on_the_key(data):
+    x, y, _, _ = data
+    kwargs = dict(batch_size=16, epochs=2, optimizer="sgd", learning_rate=0.5)
+    a = train.fit(_params(), x, y, key=jax.random.key(7), **kwargs)
+    b = train.fit(_params(), x, y, key=jax.random.key(7), **kwargs)
+    c = train.fit(_params(), x, y, key=jax.random.key(8), **kwargs)
+    assert _same(a.params, b.params)
+    assert not _same(a.params, c.params)
+
+
+def test_fit_does_not_consume_the_initial_params(data):
+    x, y, _, _ = data
+    params = _params()
+    train.fit(params, x, y, key=jax.random.key(1), batch_size=50, epochs=1)
+    assert np.isfinite(np.asarray(params.W)).all()  # still readable, unchanged
+    assert _same(params, _params())
+
+
+def test_fit_takes_full_batches_only(data):
+    """150 examples in batches of 16: 9 steps per epoch, 6 examples sit out."""
+    x, y, _, _ = data
+    result = train.fit(_params(), x, y, key=jax.random.key(1), batch_size=16, epochs=3)
+    adam_state = result.state.opt_state[0]
+    assert int(adam_state.count) == 3 * (150 // 16)
+
+
+def test_fit_step_matches_a_hand_written_sgd_step(data):
+    """One full batch of SGD: params - lr * grad of js.loss (with L2)."""
+    x, y, _, _ = data
+    params, lr, l2 = _params(), 0.3, 0.01
+    result = train.fit(
+        params,
+        x,
+        y,
+        key=jax.random.key(1),
+        optimizer="sgd",
+        learning_rate=lr,
+        schedule="constant",
+        l2=l2,
+        batch_size=len(x),
+        epochs=1,
+    )
+    grads = jax.jit(jax.grad(js.loss))(params, x, y, l2)  # order does not matter
+    expected = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+    np.testing.assert_allclose(result.params.W, expected.W, atol=1e-6)
+    np.testing.assert_allclose(result.params.b, expected.b, atol=1e-6)
+    assert result.history[0].train_loss == pytest.approx(
+        float(js.loss(params, x, y)), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "lr"), [("sgd", 1.0), ("momentum", 0.1), ("adam", 0.05)]
+)
+def test_named_optimizers_train(optimizer, lr, data):
+    x, y, _, _ = data
+    result = train.fit(
+        _params(),
+        x,
+        y,
+        key=jax.random.key(1),
+        optimizer=optimizer,
+        learning_rate=lr,
+        batch_size=30,
+        epochs=3,
+    )
+    assert result.history[-1].train_loss < 0.5 * np.log(3)
+
+
+@pytest.mark.parametrize("name", sorted(train.OPTIMIZERS))
+def test_every_named_optimizer_steps_downhill(name):
+    params = js.Params(W=jnp.ones((2, 2)), b=jnp.zeros(2))
+    grads = js.Params(W=jnp.array([[1.0, -2.0], [0.5, 0.0]]), b=jnp.ones(2))
+    optimizer = train.make_optimizer(name, 0.1)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    assert float(optax.tree.vdot(updates, grads)) < 0
+    assert train.make_optimizer(name, 0.1) is optimizer  # cached: no recompiling
+
+
+def test_schedules():
+    lr, total = 0.5, 100
+    assert train.make_schedule("constant", lr, total) == lr
+    cosine = train.make_schedule("cosine", lr, total)
+    assert float(cosine(0)) == pytest.approx(lr)
+    assert float(cosine(total)) == pytest.approx(0.0, abs=1e-7)
+    linear = train.make_schedule("linear", lr, total)
+    assert float(linear(total // 2)) == pytest.approx(lr / 2)
+    warmup = train.make_schedule("warmup-cosine", lr, total)
+    assert float(warmup(0)) == 0.0
+    assert float(warmup(5)) == pytest.approx(lr)
+    assert float(warmup(total)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_fit_accepts_an_optax_transformation(data):
+    x, y, _, _ = data
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(0.05))
+    result = train.fit(
+        _params(), x, y, key=jax.random.key(1), optimizer=optimizer, epochs=2
+    )
+    assert result.history[-1].train_loss < np.log(3)
+
+
+def test_continuing_from_a_state_equals_one_run(data):
+    x, y, x_test, y_test = data
+    kwargs = dict(
+        key=jax.random.key(3),
+        batch_size=16,
+        epochs=5,
+        schedule="cosine",
+        x_test=x_test,
+        y_test=y_test,
+    )
+    seen: list[train.TrainState] = []
+    full = train.fit(
+        _params(), x, y, on_epoch_end=lambda s, r: seen.append(s), **kwargs
+    )
+    resumed = train.fit(
+        _params(), x, y, state=seen[1], history=full.history[:2], **kwargs
+    )
+    assert _same(full.params, resumed.params)
+    assert [r.epoch for r in resumed.history] == [1, 2, 3, 4, 5]
+    assert resumed.history[-1].test_loss == full.history[-1].test_loss
+
+
+# ------------------------------------------------------------------ divergence
+
+
+def _explodes_after(steps: int) -> optax.GradientTransformation:
+    """SGD whose learning rate jumps to 1e38 after ``steps`` steps."""
+    return optax.sgd(lambda count: jnp.where(count < steps, 0.1, 1e38))
+
+
+def test_divergence_raises_and_keeps_the_last_good_state(data):
+    x, y, _, _ = data
+    calls: list[int] = []
+    with pytest.raises(train.TrainingDiverged) as info:
+        train.fit(
+            _params(),
+            x,
+            y,
+            key=jax.random.key(1),
+            optimizer=_explodes_after(2 * (150 // 50)),
+            batch_size=50,
+            epochs=5,
+            on_epoch_end=lambda s, r: calls.append(s.epoch),
+        )
+    err = info.value
+    assert isinstance(err, train.TrainingError)
+    assert err.epoch == 3
+    assert not np.isfinite(err.loss)
+    assert calls == [1, 2]  # the diverged epoch was never reported
+    assert err.last_good.epoch == 2
+    assert np.isfinite(np.asarray(err.last_good.params.W)).all()
+    assert [r.epoch for r in err.history] == [1, 2]
+    message = str(err)
+    assert "epoch 3" in message and "smaller" in message
+
+
+def test_divergence_message_names_the_learning_rate():
+    x = np.full((20, 4), 1e3, np.float32)
+    y = np.arange(20, dtype=np.int32) % 2
+    with pytest.raises(train.TrainingDiverged, match=r"learning rate 1e\+30"):
+        train.fit(
+            _params(4, 2),
+            x,
+            y,
+            key=jax.random.key(0),
+            optimizer="sgd",
+            learning_rate=1e30,
+            batch_size=10,
+            epochs=3,
+        )
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _fit(x, y, **kwargs):
+    defaults = dict(key=jax.random.key(0), batch_size=4, epochs=1)
+    defaults.update(kwargs)
+    return train.fit(_params(3, 2), x, y, **defaults)
+
+
+_X = np.zeros((8, 3), np.float32)
+_Y = np.array([0, 1] * 4, np.int32)
+
+
+def _with(array: np.ndarray, index: tuple, value: float) -> np.ndarray:
+    array = array.copy()
+    array[index] = value
+    return array
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "kwargs", "match"),
+    [
+        (_X, _with(_Y, (3,), 2), {}, r"label 2 outside \[0, 2\)"),
+        (_X, _with(_Y, (0,), -1), {}, r"label -1 outside \[0, 2\)"),
+        (_with(_X, (2, 1), np.nan), _Y, {}, "NaN or infinite"),
+        (_with(_X, (5, 0), np.inf), _Y, {}, "NaN or infinite"),
+        (_X, _Y[:7], {}, "different lengths"),
+        (_X[:0], _Y[:0], {}, "empty"),
+        (_X, _Y, {"batch_size": 0}, "batch_size must be a positive integer"),
+        (_X, _Y, {"batch_size": -3}, "batch_size must be a positive integer"),
+        (_X, _Y, {"batch_size": 2.5}, "batch_size must be a positive integer"),
+        (_X, _Y, {"epochs": 0}, "epochs must be a positive integer"),
+        (_X, _Y, {"batch_size": 9}, "larger than the 8 training examples"),
+        (np.zeros((8, 4), np.float32), _Y, {}, "4 features but the parameters"),
+        (_X[0], _Y, {}, r"shape \(n, d\)"),
+        (_X, _Y.astype(np.float32), {}, "integer class indices"),
+        (_X, _Y, {"optimizer": "adamx"}, "unknown optimizer 'adamx'"),
+        (_X, _Y, {"learning_rate": 0.0}, "learning_rate must be"),
+        (_X, _Y, {"learning_rate": float("nan")}, "learning_rate must be"),
+        (_X, _Y, {"schedule": "step"}, "unknown schedule"),
+        (_X, _Y, {"l2": -1.0}, "l2 must be"),
+        (_X, _Y, {"x_test": _X}, "both x_test and y_test"),
+        (_X, _Y, {"x_test": _X, "y_test": _Y + 5}, r"y_test has label"),
+    ],
+)
+def test_fit_validates_before_compiling(x, y, kwargs, match, monkeypatch):
+    def no_compilation(*args, **kwargs):
+        raise AssertionError("the epoch function was built before validation")
+
+    monkeypatch.setattr(train, "_make_epoch_fn", no_compilation)
+    with pytest.raises(ValueError, match=match):
+        _fit(x, y, **kwargs)
+
+
+def test_fit_rejects_non_params():
+    with pytest.raises(ValueError, match=r"jaxsoft\.Params"):
+        train.fit({"W": 0}, _X, _Y, key=jax.random.key(0), batch_size=2, epochs=1)
+
+
+def test_fit_rejects_a_state_past_the_last_epoch(data):
+    x, y, _, _ = data
+    done = train.fit(_params(), x, y, key=jax.random.key(1), batch_size=50, epochs=3)
+    with pytest.raises(ValueError, match="epochs >= 3"):
+        train.fit(
+            _params(),
+            x,
+            y,
+            key=jax.random.key(1),
+            batch_size=50,
+            epochs=2,
+            state=done.state,
+        )
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+@jax.jit
+def _unchunked(params: js.Params, x: jax.Array, y: jax.Array) -> dict:
+    o = js.logits(params, x)
+    return {
+        "loss": jnp.mean(js.cross_entropy(o, y)),
+        "accuracy": js.accuracy(o, y),
+        "confusion": js.confusion_matrix(o, y),
+    }
+
+
+@pytest.mark.parametrize("n", [1, 7, 32, 33, 100])
+def test_evaluate_in_chunks_equals_the_unchunked_result(n):
+    x, y = blobs(n, num_classes=4, num_features=5, seed=n)
+    params = js.init_params(jax.random.key(n), 5, 4, scale=1.0)
+    result = train.evaluate(params, x, y, chunk_size=32)
+    expected = _unchunked(params, x, y)
+    assert result.num_examples == n
+    assert result.loss == pytest.approx(float(expected["loss"]), rel=1e-6)
+    assert result.accuracy == pytest.approx(float(expected["accuracy"]), abs=1e-7)
+    np.testing.assert_array_equal(result.confusion, expected["confusion"])
+    assert result.confusion.sum() == n
+    counts = np.bincount(y, minlength=4)
+    for j in range(4):
+        if counts[j]:
+            assert result.per_class_accuracy[j] == pytest.approx(
+                result.confusion[j, j] / counts[j]
+            )
+        else:
+            assert np.isnan(result.per_class_accuracy[j])
+
+
+def test_evaluate_compiles_once_for_every_size():
+    params = js.init_params(jax.random.key(0), 5, 4, scale=1.0)
+    x, y = blobs(200, num_classes=4, num_features=5)
+    train.evaluate(params, x[:3], y[:3], chunk_size=16)
+    before = train._accumulate_chunk._cache_size()
+    for n in (1, 15, 16, 17, 50, 200):
+        train.evaluate(params, x[:n], y[:n], chunk_size=16)
+    assert train._accumulate_chunk._cache_size() == before
+
+
+def test_evaluate_accepts_device_arrays_and_to_dict():
+    params = js.Params(W=jnp.eye(2), b=jnp.zeros(2))
+    x = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    result = train.evaluate(params, x, jnp.array([0, 0, 0]), chunk_size=2)
+    assert result.accuracy == pytest.approx(2 / 3)
+    assert result.confusion.tolist() == [[2, 1], [0, 0]]
+    record = result.to_dict()
+    assert record["per_class_accuracy"] == [pytest.approx(2 / 3), None]
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "kwargs", "match"),
+    [
+        (_X, _with(_Y, (0,), 7), {}, "outside"),
+        (_with(_X, (0, 0), np.nan), _Y, {}, "NaN"),
+        (_X, _Y[:3], {}, "different lengths"),
+        (_X[:0], _Y[:0], {}, "empty"),
+        (_X, _Y, {"chunk_size": 0}, "chunk_size"),
+    ],
+)
+def test_evaluate_validates(x, y, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train.evaluate(_params(3, 2), x, y, **kwargs)
+
+
+def test_top_k():
+    params = js.Params(W=jnp.eye(3), b=jnp.zeros(3))
+    classes, probs = train.top_k(params, np.array([[0.0, 2.0, 1.0]]), k=5)
+    assert classes.tolist() == [[1, 2, 0]]
+    np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-6)
+    assert probs[0, 0] > probs[0, 1] > probs[0, 2]
+
+
+# ------------------------------------------------------------------ L-BFGS
+
+
+@pytest.fixture(scope="module")
+def digits_subset() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return (x[:600] / 16.0).astype(np.float32), y[:600].astype(np.int32)
+
+
+def test_lbfgs_reaches_the_objective_of_scikit_learn(digits_subset):
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = digits_subset
+    n, l2 = len(x), 1e-3
+    params, info = train.solve_lbfgs(
+        js.init_params(jax.random.key(0), 64, 10, scale=0.0), x, y, l2=l2, tol=1e-5
+    )
+    assert info.converged
+    assert 0 < info.iterations < 1000
+    assert info.grad_norm <= 1e-5
+    objective = float(js.loss(params, x, y, l2))
+    assert info.objective == pytest.approx(objective, rel=1e-5)
+
+    # scikit-learn minimises C * sum(cross-entropy) + ||W||^2 / 2: the same
+    # function times C * n when C = 1 / (l2 * n).
+    reference = LogisticRegression(
+        solver="lbfgs", C=1.0 / (l2 * n), tol=1e-10, max_iter=10_000
+    ).fit(x.astype(np.float64), y)
+    sk_params = js.Params(
+        W=jnp.asarray(reference.coef_.T, jnp.float32),
+        b=jnp.asarray(reference.intercept_, jnp.float32),
+    )
+    sk_objective = float(js.loss(sk_params, x, y, l2))
+    assert objective == pytest.approx(sk_objective, rel=1e-4)
+
+
+def test_lbfgs_reports_non_convergence(digits_subset):
+    x, y = digits_subset
+    _, info = train.solve_lbfgs(
+        js.init_params(jax.random.key(0), 64, 10, scale=0.0),
+        x,
+        y,
+        l2=1e-3,
+        tol=1e-12,
+        max_iter=3,
+    )
+    assert info.iterations == 3
+    assert not info.converged
+    assert info.grad_norm > 1e-12
+
+
+def test_lbfgs_validates():
+    with pytest.raises(ValueError, match="outside"):
+        train.solve_lbfgs(_params(3, 2), _X, _with(_Y, (0,), 5))
+    with pytest.raises(ValueError, match="max_iter"):
+        train.solve_lbfgs(_params(3, 2), _X, _Y, max_iter=0)
