@@ -151,14 +151,14 @@ class Checkpointer:
         }
         json.dumps(meta)  # fail here, not half-way through a save
         self.directory.mkdir(parents=True, exist_ok=True)
+        items = {
+            "params": ocp.args.StandardSave(params),
+            "meta": ocp.args.JsonSave(meta),
+        }
+        if opt_leaves:  # plain SGD has no state, and orbax refuses empty items
+            items["opt_state"] = ocp.args.StandardSave(opt_leaves)
         self._manager.save(
-            int(state.epoch),
-            args=ocp.args.Composite(
-                params=ocp.args.StandardSave(params),
-                opt_state=ocp.args.StandardSave(opt_leaves),
-                meta=ocp.args.JsonSave(meta),
-            ),
-            force=True,
+            int(state.epoch), args=ocp.args.Composite(**items), force=True
         )
         self._manager.wait_until_finished()
 
@@ -273,7 +273,9 @@ class Checkpointer:
             )
         params = self._restore_arrays(epoch, "params", meta["params_spec"])
         opt_specs = {f"{i:03d}": spec for i, spec in enumerate(meta["opt_state_spec"])}
-        opt_arrays = self._restore_arrays(epoch, "opt_state", opt_specs)
+        opt_arrays = (
+            self._restore_arrays(epoch, "opt_state", opt_specs) if opt_specs else {}
+        )
         opt_state = jax.tree.unflatten(treedef, [opt_arrays[k] for k in opt_specs])
         try:
             key = _key_from_json(meta["key"])

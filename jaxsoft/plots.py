@@ -108,7 +108,7 @@ def plot_weights(
     plt = _pyplot()
     rows, cols = _grid(q)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False
+        rows, cols, figsize=(max(5.0, 1.6 * cols), max(2.6, 1.8 * rows)), squeeze=False
     )
     limit = float(np.abs(weights).max()) or 1.0
     colour = len(image_shape) == 3 and image_shape[-1] in (3, 4)

@@ -1,0 +1,425 @@
+"""Tests of the ``jaxsoft`` command line (through ``main(argv)`` and a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from _fake_data import fake_dataset
+from PIL import Image
+
+import jaxsoft.data
+from jaxsoft import checkpoint, cli, train
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--epochs", "3", "--batch-size", "16"]
+
+
+@pytest.fixture
+def fake_data(monkeypatch) -> dict:
+    """Replaces jaxsoft.data.load with a loader of small synthetic datasets."""
+    datasets = {
+        "fake": fake_dataset("fake"),
+        "wide": fake_dataset("wide", image_shape=(5, 5, 1)),
+    }
+    calls: list[dict] = []
+
+    def load(name="digits", *, data_dir=None, manual_dir=None):
+        calls.append({"name": name, "data_dir": data_dir, "manual_dir": manual_dir})
+        if name not in datasets:
+            raise jaxsoft.data.UnknownDatasetError(f"unknown dataset {name!r}")
+        return datasets[name]
+
+    monkeypatch.setattr(jaxsoft.data, "load", load)
+    return {"datasets": datasets, "calls": calls}
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def train_fake(out: Path, capsys, *extra: str) -> tuple[int, str, str]:
+    return run(["train", "--dataset", "fake", "--out", str(out), *FAST, *extra], capsys)
+
+
+def final_params(out: Path):
+    params, meta = checkpoint.load_params(out)
+    return np.asarray(params.W), np.asarray(params.b), meta
+
+
+# ------------------------------------------------------------------ train
+
+
+def test_train_writes_everything(fake_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, stderr = train_fake(
+        out, capsys, "--data-dir", "D", "--manual-dir", "M"
+    )
+    assert code == 0, stderr
+    assert fake_data["calls"] == [{"name": "fake", "data_dir": "D", "manual_dir": "M"}]
+    assert stdout.count("epoch ") >= 3
+    assert "done: 3 epochs" in stdout
+    for name in ("curves.png", "weights.png", "confusion.png", "summary.json"):
+        assert (out / name).is_file(), name
+    records = [
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 3
+    assert summary["test"]["num_examples"] == 45
+    assert summary["test"]["accuracy"] == records[-1]["test_accuracy"]
+    assert summary["config"]["optimizer"] == cli.DEFAULTS["optimizer"]
+    _, _, meta = final_params(out)
+    assert meta["epoch"] == 3
+    assert meta["config"]["image_shape"] == [4, 4, 1]
+
+
+def test_train_refuses_to_overwrite_silently(fake_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_fake(out, capsys)[0] == 0
+    code, _, stderr = train_fake(out, capsys)
+    assert code == 2
+    assert "--resume" in stderr and "--overwrite" in stderr
+    code, _, stderr = train_fake(out, capsys, "--overwrite", "--seed", "4")
+    assert code == 0, stderr
+    assert final_params(out)[2]["config"]["seed"] == 4
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(
+    fake_data, tmp_path, capsys, monkeypatch
+):
+    args = ["--epochs", "5", "--batch-size", "16"]
+    reference = tmp_path / "reference"
+    assert (
+        run(["train", "--dataset", "fake", "--out", str(reference), *args], capsys)[0]
+        == 0
+    )
+
+    real_save = checkpoint.Checkpointer.save
+
+    def save_then_interrupt(self, state, config, history):
+        real_save(self, state, config, history)
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+    interrupted = tmp_path / "interrupted"
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", save_then_interrupt)
+    code, _, stderr = run(
+        ["train", "--dataset", "fake", "--out", str(interrupted), *args], capsys
+    )
+    assert code == 130
+    assert "--resume" in stderr
+    assert final_params(interrupted)[2]["epoch"] == 2
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", real_save)
+
+    code, stdout, stderr = run(["train", "--out", str(interrupted), "--resume"], capsys)
+    assert code == 0, stderr
+    assert "resuming after epoch 2" in stdout
+    w_ref, b_ref, _ = final_params(reference)
+    w, b, meta = final_params(interrupted)
+    assert meta["epoch"] == 5
+    np.testing.assert_array_equal(w, w_ref)
+    np.testing.assert_array_equal(b, b_ref)
+    epochs = [
+        json.loads(line)["epoch"]
+        for line in (interrupted / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert epochs == [1, 2, 3, 4, 5]
+
+
+def test_resume_checks(fake_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, stderr = run(["train", "--out", str(out), "--resume"], capsys)
+    assert code == 2 and "no checkpoint" in stderr
+    assert train_fake(out, capsys)[0] == 0
+    code, _, stderr = run(
+        ["train", "--out", str(out), "--resume", "--lr", "0.5"], capsys
+    )
+    assert code == 2 and "--lr 0.5" in stderr
+    code, _, stderr = run(
+        ["train", "--out", str(out), "--resume", "--epochs", "6"], capsys
+    )
+    assert code == 2 and "schedule" in stderr
+    # A run with a constant learning rate can be extended.
+    out = tmp_path / "constant"
+    assert train_fake(out, capsys, "--schedule", "constant")[0] == 0
+    code, _, stderr = run(
+        ["train", "--out", str(out), "--resume", "--epochs", "5"], capsys
+    )
+    assert code == 0, stderr
+    assert final_params(out)[2]["epoch"] == 5
+    # Nothing left to do: the run is already complete.
+    code, stdout, _ = run(
+        ["train", "--out", str(out), "--resume", "--epochs", "5"], capsys
+    )
+    assert code == 0 and "done: 5 epochs" in stdout
+
+
+def test_resume_on_another_dataset_is_refused(fake_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_fake(out, capsys)[0] == 0
+    code, _, stderr = run(
+        ["train", "--out", str(out), "--resume", "--dataset", "wide"], capsys
+    )
+    assert code == 2 and "--dataset wide" in stderr
+
+
+def test_divergence_keeps_the_last_good_checkpoint(
+    fake_data, tmp_path, capsys, monkeypatch
+):
+    steps_per_epoch = 120 // 16
+
+    def exploding(name, learning_rate, *, schedule, total_steps):
+        return optax.sgd(lambda n: jnp.where(n < 2 * steps_per_epoch, 0.1, 1e38))
+
+    monkeypatch.setattr(train, "make_optimizer", exploding)
+    out = tmp_path / "run"
+    code, _, stderr = train_fake(out, capsys, "--epochs", "5")
+    assert code == 1
+    assert "diverged in epoch 3" in stderr
+    assert "smaller" in stderr
+    assert "Traceback" not in stderr
+    assert final_params(out)[2]["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "required"),
+        (["bogus"], "invalid choice"),
+        (["train", "--epochs", "0"], "must be >= 1"),
+        (["train", "--epochs", "ten"], "not an integer"),
+        (["train", "--batch-size", "-2"], "must be >= 1"),
+        (["train", "--optimizer", "adamax2"], "invalid choice"),
+        (["train", "--schedule", "steps"], "invalid choice"),
+        (["train", "--lr", "fast"], "not a number"),
+        (["train", "--lr", "-1"], "learning_rate must be"),
+        (["train", "--lr", "0"], "learning_rate must be"),
+        (["train", "--l2", "-0.5"], "l2 must be"),
+        (["train", "--batch-size", "1000"], "larger than the 120 training examples"),
+        (["train", "--resume", "--overwrite"], "not allowed with"),
+        (["evaluate"], "--checkpoint"),
+        (["predict", "--checkpoint", "somewhere"], "IMAGE"),
+    ],
+)
+def test_bad_arguments_exit_2_without_traceback(
+    argv, message, fake_data, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    if argv and argv[0] == "train":
+        argv = [*argv, "--dataset", "fake"]
+    code, _, stderr = run(argv, capsys)
+    assert code == 2
+    assert stderr.startswith("jaxsoft: error:")
+    assert message in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "runs" / "fake" / "checkpoints").exists()
+
+
+def test_unknown_dataset(fake_data, tmp_path, capsys):
+    code, _, stderr = run(
+        ["train", "--dataset", "nope", "--out", str(tmp_path)], capsys
+    )
+    assert code == 2
+    assert "cannot load dataset 'nope'" in stderr
+
+
+def test_help(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert cli.main(["train", "--help"]) == 0
+    assert "--manual-dir" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+@pytest.fixture
+def trained(fake_data, tmp_path, capsys) -> Path:
+    out = tmp_path / "trained"
+    assert train_fake(out, capsys)[0] == 0
+    return out
+
+
+def test_evaluate(trained, tmp_path, capsys):
+    report = tmp_path / "metrics.json"
+    code, stdout, stderr = run(
+        ["evaluate", "--checkpoint", str(trained), "--json", str(report)], capsys
+    )
+    assert code == 0, stderr
+    summary = json.loads((trained / "summary.json").read_text())
+    assert f"accuracy {summary['test']['accuracy']:.4f}" in stdout
+    assert "confusion matrix" in stdout
+    assert "class2" in stdout
+    metrics = json.loads(report.read_text())
+    assert metrics["confusion"] == summary["test"]["confusion"]
+    code, stdout, _ = run(
+        ["evaluate", "--checkpoint", str(trained / "checkpoints"), "--split", "train"],
+        capsys,
+    )
+    assert code == 0
+    assert "train: 120 examples" in stdout
+
+
+def test_evaluate_errors(trained, tmp_path, capsys):
+    code, _, stderr = run(["evaluate", "--checkpoint", str(tmp_path / "no")], capsys)
+    assert code == 2 and "does not exist" in stderr
+    code, _, stderr = run(
+        ["evaluate", "--checkpoint", str(trained), "--dataset", "wide"], capsys
+    )
+    assert code == 2 and "25 and 3" in stderr
+    for path in (trained / "checkpoints").rglob("*"):
+        if path.is_file() and path.parent.name == "d":
+            path.write_bytes(b"garbage")
+    code, _, stderr = run(["evaluate", "--checkpoint", str(trained)], capsys)
+    assert code == 2
+    assert "corrupt" in stderr
+    assert "Traceback" not in stderr
+
+
+# ------------------------------------------------------------------ predict
+
+
+def _write_image(path: Path, pixels: np.ndarray, mode: str = "L") -> Path:
+    Image.fromarray(pixels.astype(np.uint8), mode=mode).save(path)
+    return path
+
+
+def test_predict(trained, fake_data, tmp_path, capsys):
+    dataset = fake_data["datasets"]["fake"]
+    first = _write_image(
+        tmp_path / "first.png", (dataset.x_test[0].reshape(4, 4) * 255).round()
+    )
+    big_rgb = np.repeat(
+        np.kron(dataset.x_test[1].reshape(4, 4), np.ones((7, 7)))[..., None] * 255,
+        3,
+        -1,
+    )
+    second = _write_image(tmp_path / "second.jpg", big_rgb.round(), mode="RGB")
+    code, stdout, stderr = run(
+        [
+            "predict",
+            "--checkpoint",
+            str(trained),
+            str(first),
+            str(second),
+            "--top",
+            "2",
+            "--invert",
+            "no",
+        ],
+        capsys,
+    )
+    assert code == 0, stderr
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{first}: class{dataset.y_test[0]} (")
+    assert lines[1].startswith(f"{second}: class{dataset.y_test[1]} (")
+    assert lines[0].count("(") == 2
+    probabilities = [float(p.split(")")[0]) for p in lines[0].split("(")[1:]]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_predict_errors(trained, tmp_path, capsys):
+    code, _, stderr = run(
+        ["predict", "--checkpoint", str(trained), str(tmp_path / "missing.png")], capsys
+    )
+    assert code == 2 and "does not exist" in stderr
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    code, _, stderr = run(
+        ["predict", "--checkpoint", str(trained), str(not_an_image)], capsys
+    )
+    assert code == 2 and "not a readable image" in stderr
+    assert "Traceback" not in stderr
+
+
+# ------------------------------------------------------------------ real digits
+
+
+@pytest.fixture(scope="module")
+def digits_data_dir(tmp_path_factory) -> Path:
+    data_dir = tmp_path_factory.mktemp("tfds")
+    jaxsoft.data.load("digits", data_dir=data_dir)  # prepare once (offline)
+    return data_dir
+
+
+def test_train_with_defaults_on_digits(digits_data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = run(["train", "--data-dir", str(digits_data_dir)], capsys)
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "runs" / "digits" / "summary.json").read_text())
+    assert summary["dataset"] == "digits"
+    assert summary["test"]["num_examples"] == 360
+    assert summary["test"]["accuracy"] >= 0.95
+
+
+def test_killed_run_resumes_to_the_same_parameters(digits_data_dir, tmp_path, capsys):
+    """SIGKILL a `python -m jaxsoft train` after its first checkpoint, resume it,
+    and compare with an uninterrupted run."""
+    args = ["--epochs", "15", "--batch-size", "64", "--data-dir", str(digits_data_dir)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "jaxsoft", "train", "--out", str(killed), *args]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (killed / "checkpoints" / "1").is_dir():
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    done = max(
+        int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit()
+    )
+    assert done < 15  # killed mid-run
+
+    resumed = subprocess.run(
+        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {done}" in resumed.stdout
+
+    reference = tmp_path / "reference"
+    code, _, stderr = run(["train", "--out", str(reference), *args], capsys)
+    assert code == 0, stderr
+    w_ref, b_ref, _ = final_params(reference)
+    w, b, meta = final_params(killed)
+    assert meta["epoch"] == 15
+    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-6)
+
+
+def test_python_dash_m_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxsoft", "--help"],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0
+    assert "evaluate" in result.stdout
+    # jax is imported lazily enough that --help is not slowed by compiling.
+    assert jax.__version__

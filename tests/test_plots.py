@@ -1,0 +1,83 @@
+"""Tests of jaxsoft.plots: each figure is a valid PNG of a sensible size."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxsoft as js
+from jaxsoft import plots
+from jaxsoft.train import EpochRecord
+
+
+def _check_png(path, min_side: int = 200, max_side: int = 4000) -> None:
+    assert path.is_file()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+        image.verify()
+    assert min_side <= width <= max_side
+    assert min_side <= height <= max_side
+
+
+def _history(with_test: bool = True) -> list[EpochRecord]:
+    return [
+        EpochRecord(
+            epoch=e,
+            train_loss=1.0 / e,
+            train_accuracy=1 - 0.5 / e,
+            test_loss=1.2 / e if with_test else None,
+            test_accuracy=1 - 0.6 / e if with_test else None,
+            seconds=0.1,
+        )
+        for e in range(1, 6)
+    ]
+
+
+@pytest.mark.parametrize("with_test", [True, False])
+def test_plot_history(tmp_path, with_test):
+    path = plots.plot_history(_history(with_test), tmp_path / "sub" / "curves.png")
+    _check_png(path)
+
+
+def test_plot_history_needs_records(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_history([], tmp_path / "curves.png")
+
+
+@pytest.mark.parametrize(
+    ("image_shape", "num_classes"),
+    [((8, 8, 1), 10), ((28, 28), 10), ((4, 4, 3), 3), ((5, 5, 1), 26)],
+)
+def test_plot_weights(tmp_path, image_shape, num_classes):
+    d = int(np.prod(image_shape))
+    params = js.init_params(jax.random.key(0), d, num_classes, scale=1.0)
+    names = [f"c{j}" for j in range(num_classes)]
+    path = plots.plot_weights(params, image_shape, names, tmp_path / "weights.png")
+    _check_png(path)
+
+
+def test_plot_weights_checks_shapes(tmp_path):
+    params = js.init_params(jax.random.key(0), 64, 10)
+    with pytest.raises(ValueError, match="64"):
+        plots.plot_weights(
+            params, (7, 7, 1), [str(j) for j in range(10)], tmp_path / "w.png"
+        )
+    with pytest.raises(ValueError, match="class names"):
+        plots.plot_weights(params, (8, 8, 1), ["a"], tmp_path / "w.png")
+
+
+@pytest.mark.parametrize("num_classes", [2, 10, 40])
+def test_plot_confusion(tmp_path, num_classes):
+    rng = np.random.default_rng(0)
+    confusion = rng.integers(0, 50, (num_classes, num_classes))
+    names = [f"class {j}" for j in range(num_classes)]
+    path = plots.plot_confusion(confusion, names, tmp_path / "confusion.png")
+    _check_png(path)
+
+
+def test_plot_confusion_checks_shapes(tmp_path):
+    with pytest.raises(ValueError, match=r"\(3, 3\)"):
+        plots.plot_confusion(np.zeros((2, 2)), ["a", "b", "c"], tmp_path / "c.png")
