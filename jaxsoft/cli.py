@@ -416,18 +416,17 @@ def _command_train(args: argparse.Namespace) -> int:
         ckpt.close()
 
     final = train.evaluate(result.params, dataset.x_test, dataset.y_test)
-    written = [
-        plots.plot_history(result.history, out / "curves.png"),
-        plots.plot_weights(
-            result.params, dataset.image_shape, dataset.class_names, out / "weights.png"
-        ),
-        plots.plot_confusion(
-            final.confusion,
-            dataset.class_names,
-            out / "confusion.png",
-            title=f"{dataset.name} test confusion matrix",
-        ),
-    ]
+    plots.plot_history(result.history, out / "curves.png")
+    plots.plot_weights(
+        result.params, dataset.image_shape, dataset.class_names, out / "weights.png"
+    )
+    plots.plot_confusion(
+        final.confusion,
+        dataset.class_names,
+        out / "confusion.png",
+        title=f"{dataset.name} test confusion matrix",
+    )
+    written = [out / name for name in ("curves.png", "weights.png", "confusion.png")]
     summary = {
         "dataset": dataset.name,
         "config": config,

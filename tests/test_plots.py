@@ -38,7 +38,8 @@ def _history(with_test: bool = True) -> list[EpochRecord]:
 
 @pytest.mark.parametrize("with_test", [True, False])
 def test_plot_history(tmp_path, with_test):
-    path = plots.plot_history(_history(with_test), tmp_path / "sub" / "curves.png")
+    path = tmp_path / "sub" / "curves.png"
+    plots.plot_history(_history(with_test), path)
     _check_png(path)
 
 
@@ -55,7 +56,8 @@ def test_plot_weights(tmp_path, image_shape, num_classes):
     d = int(np.prod(image_shape))
     params = js.init_params(jax.random.key(0), d, num_classes, scale=1.0)
     names = [f"c{j}" for j in range(num_classes)]
-    path = plots.plot_weights(params, image_shape, names, tmp_path / "weights.png")
+    path = tmp_path / "weights.png"
+    plots.plot_weights(params, image_shape, names, path)
     _check_png(path)
 
 
@@ -74,10 +76,41 @@ def test_plot_confusion(tmp_path, num_classes):
     rng = np.random.default_rng(0)
     confusion = rng.integers(0, 50, (num_classes, num_classes))
     names = [f"class {j}" for j in range(num_classes)]
-    path = plots.plot_confusion(confusion, names, tmp_path / "confusion.png")
+    path = tmp_path / "confusion.png"
+    plots.plot_confusion(confusion, names, path)
     _check_png(path)
 
 
 def test_plot_confusion_checks_shapes(tmp_path):
     with pytest.raises(ValueError, match=r"\(3, 3\)"):
         plots.plot_confusion(np.zeros((2, 2)), ["a", "b", "c"], tmp_path / "c.png")
+
+
+@pytest.mark.parametrize("image_shape", [(8, 8, 1), (4, 4, 3)])
+def test_plot_examples(tmp_path, image_shape):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(11, int(np.prod(image_shape))))
+    path = tmp_path / "examples.png"
+    fig = plots.plot_examples(x, image_shape, [f"#{i}" for i in range(11)], path)
+    _check_png(path)
+    assert len([ax for ax in fig.axes if ax.images]) == 11
+
+
+def test_plot_examples_checks_shapes():
+    with pytest.raises(ValueError, match=r"shape \(k, 64\)"):
+        plots.plot_examples(np.zeros((2, 63)), (8, 8, 1), ["a", "b"])
+    with pytest.raises(ValueError, match="titles"):
+        plots.plot_examples(np.zeros((2, 64)), (8, 8, 1), ["a"])
+
+
+def test_plots_leave_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    # A notebook's inline backend must survive plotting; "svg" stands in for it.
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        plots.plot_history(_history(True), tmp_path / "curves.png")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(backend)
