@@ -30,6 +30,22 @@ __all__ = [
 ]
 
 
+def _row_max(o: jax.Array, axis: int) -> jax.Array:
+    """max(o) along ``axis`` (kept, size 1), the shift that keeps exp() <= 1.
+
+    A constant for differentiation: the functions built on it do not depend
+    on it. An all--inf row gets 0, not -inf, so that (-inf) - (-inf) never
+    forms a nan.
+    """
+    m = jax.lax.stop_gradient(jnp.max(o, axis=axis, keepdims=True))
+    return jnp.where(jnp.isfinite(m), m, 0.0)
+
+
+def _shift_by_max(o: jax.Array, axis: int) -> jax.Array:
+    """``o - max(o)`` along ``axis``: every entry <= 0, the largest exactly 0."""
+    return o - _row_max(o, axis)
+
+
 def logsumexp(o: ArrayLike, axis: int = -1) -> jax.Array:
     """Stable ``log(sum(exp(o)))`` along ``axis``.
 
@@ -52,11 +68,9 @@ def logsumexp(o: ArrayLike, axis: int = -1) -> jax.Array:
     """
     o = jnp.asarray(o)
     _validation.check_floating("logits", o)
-    m = jax.lax.stop_gradient(jnp.max(o, axis=axis, keepdims=True))
-    # An all--inf row would give m = -inf and (-inf) - (-inf) = nan: shift by 0.
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    out = jnp.log(jnp.sum(jnp.exp(o - m), axis=axis, keepdims=True)) + m
-    return jnp.squeeze(out, axis=axis)
+    m = _row_max(o, axis)
+    sum_exp = jnp.sum(jnp.exp(o - m), axis=axis)
+    return jnp.log(sum_exp) + jnp.squeeze(m, axis=axis)
 
 
 def softmax(o: ArrayLike, axis: int = -1) -> jax.Array:
@@ -83,8 +97,7 @@ def softmax(o: ArrayLike, axis: int = -1) -> jax.Array:
     """
     o = jnp.asarray(o)
     _validation.check_floating("logits", o)
-    m = jax.lax.stop_gradient(jnp.max(o, axis=axis, keepdims=True))
-    unnormalized = jnp.exp(o - m)
+    unnormalized = jnp.exp(_shift_by_max(o, axis))
     return unnormalized / jnp.sum(unnormalized, axis=axis, keepdims=True)
 
 
@@ -106,7 +119,11 @@ def log_softmax(o: ArrayLike, axis: int = -1) -> jax.Array:
       Array([-10000.,      0.], dtype=float32)
     """
     o = jnp.asarray(o)
-    return o - jnp.expand_dims(logsumexp(o, axis=axis), axis)
+    _validation.check_floating("logits", o)
+    # (o - m) - log(sum(exp(o - m))): both terms small, so no large number is
+    # subtracted from another (o - logsumexp(o) would lose digits at |o| ~ 1e4).
+    shifted = _shift_by_max(o, axis)
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
 
 
 def one_hot(
@@ -170,11 +187,19 @@ def _batched(per_example, logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def _cross_entropy_one(o: jax.Array, y: jax.Array) -> jax.Array:
-    """l(y, o) = logsumexp(o) - <y, o> for one example: o, y of shape (q,)."""
+    """l(y, o) = logsumexp(o) - <y, o> for one example: o, y of shape (q,).
+
+    Computed with the logits shifted by their max m, which cancels exactly:
+    logsumexp(o) - <y, o> = sum(y) log(sum(exp(o - m))) - <y, o - m>. Both
+    terms stay small, so at |o| ~ 1e4 no digits are lost to subtracting two
+    nearly equal large numbers.
+    """
+    shifted = _shift_by_max(o, axis=-1)
+    log_normalizer = jnp.log(jnp.sum(jnp.exp(shifted)))
     # Where y_j = 0 the term y_j * o_j is 0 even if o_j = -inf (a masked class);
     # select o_j away there so that 0 * -inf never forms a nan.
-    o_where_labelled = jnp.where(y != 0, o, 0.0)
-    return logsumexp(o) - jnp.dot(y, o_where_labelled)
+    shifted_where_labelled = jnp.where(y != 0, shifted, 0.0)
+    return jnp.sum(y) * log_normalizer - jnp.dot(y, shifted_where_labelled)
 
 
 def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
@@ -182,8 +207,9 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
 
     This is ``-sum_j y_j log softmax(o)_j``, the negative log-likelihood of the
     label under the model, computed from the logits so that it stays finite
-    for any finite logits. Low-precision logits (bfloat16, float16) are
-    computed in float32.
+    for any finite logits (and accurate: both terms are evaluated on the
+    logits minus their maximum, which cancels exactly). Low-precision logits
+    (bfloat16, float16) are computed in float32.
 
     Note on units: the lecture's worked example prints -log(0.78) = 0.108,
     which is the base-10 logarithm. In nats (natural log, what training

@@ -191,7 +191,7 @@ def test_soft_labels_are_the_mix_of_integer_label_losses(o_p):
     # 0 * inf (a masked class with weight 0) counts as 0.
     weighted = np.multiply(p, per_class, where=p > 0, out=np.zeros_like(per_class))
     mixed = np.sum(weighted, axis=1)
-    np.testing.assert_allclose(cross_entropy(o, p), mixed, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(cross_entropy(o, p), mixed, rtol=1e-5, atol=1e-5)
 
 
 @given(logits_and_labels(masked=False))
@@ -209,6 +209,26 @@ def test_cross_entropy_matches_optax(o_y):
         rtol=1e-5,
         atol=1e-3,
     )
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4, -1e4])
+def test_cross_entropy_keeps_its_digits_at_large_logits(offset):
+    # Adding 1e4 to every logit changes neither the loss nor its accuracy:
+    # float32 spacing at 1e4 is ~1e-3, so logsumexp(o) - o_y computed naively
+    # would be off by that much.
+    o = np.array([[0.5, -0.25, 0.0], [2.0, 2.0, 1.0]], np.float32) + np.float32(offset)
+    p = np.array([[0.6, 0.4, 0.0], [0.5, 0.25, 0.25]], np.float32)
+    shifted = o.astype(np.float64) - o.max(axis=1, keepdims=True)
+    log_softmax64 = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(
+        js.cross_entropy(o, p), -(p * log_softmax64).sum(axis=1), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        js.cross_entropy(o, np.array([1, 2])),
+        -log_softmax64[[0, 1], [1, 2]],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(js.log_softmax(o), log_softmax64, rtol=1e-6)
 
 
 def test_cross_entropy_of_a_masked_true_class_is_infinite():
