@@ -1,0 +1,25 @@
+"""The README's claims that a command can check: its Python example runs, and
+its two set-up commands are the ones CI and users run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_python_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert blocks, "the README has no Python example"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert namespace["l"].shape == (2,) and namespace["g"].shape == (2, 3)
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_test_command():
+    assert 'pip install -e . && jaxsoft train' in README
+    test_command = 'pip install -e ".[test]" && pytest'
+    assert test_command in README
+    assert test_command in (ROOT / ".ci" / "run").read_text()
