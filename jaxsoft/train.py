@@ -32,6 +32,7 @@ import optax
 from jax.typing import ArrayLike
 
 from jaxsoft import losses, model
+from jaxsoft import objective as objective_lib
 
 __all__ = [
     "OPTIMIZERS",
@@ -810,8 +811,7 @@ def _make_lbfgs_solver(
         max_iter: jax.Array,
     ) -> tuple[model.Params, jax.Array, jax.Array, jax.Array]:
         def objective(p: model.Params) -> jax.Array:
-            o = model.logits(p, x)
-            return jnp.mean(losses.cross_entropy(o, y)) + l2 * losses.l2_penalty(p.W)
+            return objective_lib.loss(p, x, y, l2)
 
         value_and_grad = optax.value_and_grad_from_state(objective)
 
