@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
     "lr": 0.01,
     "schedule": "cosine",
-    "l2": 0.0,
+    "l2": 1e-4,
     "seed": 0,
 }
 """Hyperparameter defaults of ``jaxsoft train``: digits reaches ~0.96-0.98 test
