@@ -7,6 +7,10 @@ On MNIST-shaped synthetic data (60,000 x 784 float32, 10 classes) it prints:
 - ``read``: seconds of one compiled pass that only reads the same data (a
   sum over x and y): the memory-bandwidth floor of any epoch.
 - their ratio (target: within 3x).
+- ``full-batch gradient``: one compiled `jax.value_and_grad` of `jaxsoft.loss`
+  over all 60,000 examples: the arithmetic of an epoch (a forward and a
+  backward pass) with no per-step overhead. Where it is already far above the
+  read, the device is compute-bound and no training loop can reach 3x.
 - ``python loop``: the same epoch written the tutorial way, a Python loop
   over a jitted step fed host (NumPy) minibatches.
 
@@ -68,6 +72,19 @@ def time_read(x: np.ndarray, y: np.ndarray, repeats: int) -> float:
     return statistics.median(times)
 
 
+def time_full_batch_gradient(x: np.ndarray, y: np.ndarray, repeats: int) -> float:
+    x_dev, y_dev = jax.device_put((x, y))
+    params = js.init_params(jax.random.key(0), D, Q)
+    value_and_grad = jax.jit(jax.value_and_grad(js.loss))
+    jax.block_until_ready(value_and_grad(params, x_dev, y_dev))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(value_and_grad(params, x_dev, y_dev))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def time_python_loop(
     x: np.ndarray, y: np.ndarray, batch_size: int, epochs: int
 ) -> float:
@@ -106,6 +123,12 @@ def main() -> None:
     print(f"data: {N} x {D} float32 ({N * D * 4 / 1e6:.0f} MB), {Q} classes\n")
     x, y = synthetic_mnist()
     read = time_read(x, y, repeats=20)
+    full_gradient = time_full_batch_gradient(x, y, repeats=10)
+    print(f"plain read of x and y:              {read:.4f} s")
+    print(
+        f"one full-batch gradient (no steps): {full_gradient:.4f} s "
+        f"= {full_gradient / read:.1f}x the read\n"
+    )
     header = (
         f"{'batch':>6} {'fit s/epoch':>12} {'read s':>8} {'fit/read':>9} "
         f"{'python loop s/epoch':>20} {'loop/fit':>9}"
