@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**63), got {value}")
     return value
 
 
@@ -122,7 +133,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--l2", type=_float, help=f"L2 strength on W (default: {d['l2']})"
     )
-    train.add_argument("--seed", type=int, help=f"PRNG seed (default: {d['seed']})")
+    train.add_argument("--seed", type=_seed, help=f"PRNG seed (default: {d['seed']})")
     train.add_argument("--out", help="output folder (default: runs/DATASET)")
     resume_or_overwrite = train.add_mutually_exclusive_group()
     resume_or_overwrite.add_argument(
@@ -294,13 +305,11 @@ def _command_train(args: argparse.Namespace) -> int:
                     f"--resume: there is no complete checkpoint in {checkpoint_dir}."
                 )
             saved = ckpt.restore_meta()["config"]
-    elif checkpoint_dir.exists():
-        if not args.overwrite:
-            raise UsageError(
-                f"{out} already holds a run's checkpoints. Pass --resume to "
-                "continue it, --overwrite to replace it, or another --out."
-            )
-        shutil.rmtree(checkpoint_dir)
+    elif checkpoint_dir.exists() and not args.overwrite:
+        raise UsageError(
+            f"{out} already holds a run's checkpoints. Pass --resume to "
+            "continue it, --overwrite to replace it, or another --out."
+        )
     config = _resolve_train_config(args, saved)
 
     dataset = _load_dataset(config["dataset"], args.data_dir, args.manual_dir)
@@ -339,6 +348,11 @@ def _command_train(args: argparse.Namespace) -> int:
             f"--batch-size {config['batch_size']} is larger than the "
             f"{len(dataset.x_train)} training examples of {dataset.name!r}."
         )
+    if not (math.isfinite(config["l2"]) and config["l2"] >= 0):
+        raise UsageError(f"--l2 must be a finite number >= 0, got {config['l2']}.")
+    if saved is None and checkpoint_dir.exists():
+        # --overwrite, and every input is valid: only now delete the old run.
+        shutil.rmtree(checkpoint_dir)
 
     print(
         f"jaxsoft: training on {dataset!r} with {config['optimizer']} "
@@ -529,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (UsageError, ValueError, CheckpointError) as err:
+    except (UsageError, ValueError, CheckpointError, OSError) as err:
         print(f"jaxsoft: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

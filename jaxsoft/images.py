@@ -23,6 +23,12 @@ def _load_one(
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                # Transparent pixels (a drawing on a canvas) become white
+                # paper, not black.
+                rgba = image.convert("RGBA")
+                image = Image.new("RGBA", rgba.size, "white")
+                image.alpha_composite(rgba)
             image = image.convert("L" if channels == 1 else "RGB")
     except FileNotFoundError:
         raise ValueError(f"image file {path} does not exist.") from None
@@ -32,7 +38,9 @@ def _load_one(
     resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
     pixels = np.asarray(image.resize((width, height), resample), dtype=np.float32)
     pixels = pixels / 255.0
-    if invert == "yes" or (invert == "auto" and _has_light_background(pixels)):
+    # Only greyscale datasets are light-on-dark; a colour photo is left as is.
+    auto_invert = invert == "auto" and channels == 1 and _has_light_background(pixels)
+    if invert == "yes" or auto_invert:
         pixels = 1.0 - pixels
     return pixels.reshape(-1)
 
@@ -64,7 +72,8 @@ def load_images(
 
     The datasets store light ink on a dark background (MNIST, digits). A
     photo or drawing of dark ink on white paper is inverted: ``invert="auto"``
-    does so when the image's border is mostly light; "yes" and "no" force it.
+    does so for greyscale inputs when the image's border is mostly light;
+    "yes" and "no" force it. Transparent pixels count as white paper.
 
     Args:
       paths: image files.

@@ -150,11 +150,11 @@ def plot_confusion(
     Args:
       confusion: int array (q, q), rows true classes, columns predictions.
       class_names: q names.
-      path: the PNG file to write.
+      path: a PNG file to write, or None.
       title: the figure's title.
 
     Returns:
-      The path written.
+      The figure.
     """
     confusion = np.asarray(confusion)
     q = len(class_names)

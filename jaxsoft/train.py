@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from jaxsoft import losses, model
+from jaxsoft import losses, metrics, model
 from jaxsoft import objective as objective_lib
 
 __all__ = [
@@ -286,13 +286,13 @@ def validate_data(
             f"x_{split} has {x_host.shape[1]} features but the parameters expect "
             f"d = {num_features}."
         )
+    # jnp.issubdtype also knows ml_dtypes' bfloat16, which NumPy does not.
+    is_float = jnp.issubdtype(x_host.dtype, jnp.floating)
     if not (
-        np.issubdtype(x_host.dtype, np.floating)
-        or np.issubdtype(x_host.dtype, np.integer)
-        or x_host.dtype == np.bool_
+        is_float or np.issubdtype(x_host.dtype, np.integer) or x_host.dtype == np.bool_
     ):
         raise ValueError(f"x_{split} must be numeric, got dtype {x_host.dtype}.")
-    if np.issubdtype(x_host.dtype, np.floating):
+    if is_float:
         finite = np.isfinite(x_host)
         if not finite.all():
             bad = int(np.argwhere(~finite)[0][0])
@@ -318,11 +318,7 @@ def validate_data(
         x_out = x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
         y_out = jnp.asarray(y, jnp.int32)
         return x_out, y_out
-    x_out = (
-        x_host
-        if np.issubdtype(x_host.dtype, np.floating)
-        else x_host.astype(np.float32)
-    )
+    x_out = x_host if is_float else x_host.astype(np.float32)
     return x_out, y_host.astype(np.int32)
 
 
@@ -439,11 +435,12 @@ def _minibatch_objective(
     params: model.Params, x: jax.Array, y: jax.Array, l2: float
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """`jaxsoft.loss` on one batch, with (cross-entropy, accuracy) as aux."""
+    # js.loss for the objective; the logits again for the aux metrics (XLA
+    # computes the shared matrix product once).
+    objective = objective_lib.loss(params, x, y, l2)
     o = model.logits(params, x)
     mean_ce = jnp.mean(losses.cross_entropy(o, y))
-    objective = mean_ce + l2 * losses.l2_penalty(params.W)
-    hits = (jnp.argmax(o, axis=-1) == y).astype(jnp.float32)
-    return objective, (mean_ce, jnp.mean(hits))
+    return objective, (mean_ce, metrics.accuracy(o, y))
 
 
 @functools.lru_cache(maxsize=8)

@@ -209,6 +209,8 @@ def test_divergence_keeps_the_last_good_checkpoint(
         (["train", "--lr", "-1"], "learning_rate must be"),
         (["train", "--lr", "0"], "learning_rate must be"),
         (["train", "--l2", "-0.5"], "l2 must be"),
+        (["train", "--l2", "nan"], "l2 must be"),
+        (["train", "--seed", "99999999999999999999"], "must be in [0, 2**63)"),
         (["train", "--batch-size", "1000"], "larger than the 120 training examples"),
         (["train", "--resume", "--overwrite"], "not allowed with"),
         (["evaluate"], "--checkpoint"),
@@ -227,6 +229,20 @@ def test_bad_arguments_exit_2_without_traceback(
     assert message in stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "runs" / "fake" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "bad", [["--lr", "-1"], ["--dataset", "nope"], ["--l2", "nan"]], ids=str
+)
+def test_overwrite_with_a_mistake_keeps_the_old_run(bad, fake_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_fake(out, capsys)[0] == 0
+    before = final_params(out)
+    code, _, stderr = train_fake(out, capsys, "--overwrite", *bad)
+    assert code == 2 and "Traceback" not in stderr
+    after = final_params(out)
+    np.testing.assert_array_equal(after[0], before[0])
+    assert after[2]["epoch"] == before[2]["epoch"]
 
 
 def test_unknown_dataset(fake_data, tmp_path, capsys):
@@ -288,6 +304,15 @@ def test_evaluate_errors(trained, tmp_path, capsys):
     assert code == 2
     assert "corrupt" in stderr
     assert "Traceback" not in stderr
+
+
+def test_unwritable_output_is_a_clear_error(trained, tmp_path, capsys):
+    report = tmp_path / "no such folder" / "metrics.json"
+    code, _, stderr = run(
+        ["evaluate", "--checkpoint", str(trained), "--json", str(report)], capsys
+    )
+    assert code == 2 and "Traceback" not in stderr
+    assert "no such folder" in stderr
 
 
 # ------------------------------------------------------------------ predict

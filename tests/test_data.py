@@ -320,6 +320,11 @@ def test_unknown_config_lists_valid_configs() -> None:
         data.load("emnist/balancd")
 
 
+def test_config_of_a_dataset_without_configs() -> None:
+    with pytest.raises(data.UnknownDatasetError, match="'mnist' has no configs"):
+        data.load("mnist/xyz")
+
+
 def test_list_datasets() -> None:
     names = data.list_datasets()
     assert names == sorted(names)

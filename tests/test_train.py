@@ -367,6 +367,13 @@ def test_evaluate_compiles_once_for_every_size():
     assert train._accumulate_chunk._cache_size() == before
 
 
+def test_evaluate_accepts_bfloat16_features():
+    params = js.Params(W=jnp.eye(2), b=jnp.zeros(2))
+    x = jnp.array([[1.0, 0.0], [0.0, 1.0]], jnp.bfloat16)
+    for features in (x, np.asarray(x)):  # on device, and ml_dtypes on the host
+        assert train.evaluate(params, features, np.array([0, 1])).accuracy == 1.0
+
+
 def test_evaluate_accepts_device_arrays_and_to_dict():
     params = js.Params(W=jnp.eye(2), b=jnp.zeros(2))
     x = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])

@@ -169,6 +169,11 @@ def _make_builder(name: str, data_dir: Any) -> tfds.core.DatasetBuilder:
     if config:
         configs = list(tfds.builder_cls(base).builder_configs)
         if config not in configs:
+            if not configs:
+                raise UnknownDatasetError(
+                    f"Dataset {base!r} has no configs; load it as {base!r}, "
+                    f"without {'/' + config!r}."
+                )
             close = difflib.get_close_matches(config, configs, n=5, cutoff=0.5)
             shown = close or configs[:10]
             raise UnknownDatasetError(
