@@ -19,7 +19,7 @@ def test_readme_python_example_runs():
 
 
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_command():
-    assert 'pip install -e . && jaxsoft train' in README
+    assert "pip install -e . && jaxsoft train" in README
     test_command = 'pip install -e ".[test]" && pytest'
     assert test_command in README
     assert test_command in (ROOT / ".ci" / "run").read_text()
