@@ -17,7 +17,7 @@ import json
 import math
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,24 +55,24 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message}\n\n{self.format_usage().strip()}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high) (no upper bound if None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value >= high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high})"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**63), got {value}")
-    return value
+_positive_int = _int_in(1)
+_seed = _int_in(0, 2**63)  # what jax.random.key accepts
 
 
 def _float(text: str) -> float:
@@ -193,10 +193,9 @@ def _load_dataset(name: str, data_dir: str | None, manual_dir: str | None) -> An
 
     # DatasetError covers every error of jaxsoft.data (unknown name, no
     # network, corrupt files, missing TensorFlow); OSError a bad folder.
-    data_errors = (getattr(data, "DatasetError", ValueError), ValueError, OSError)
     try:
         return data.load(name, data_dir=data_dir, manual_dir=manual_dir)
-    except data_errors as err:
+    except (data.DatasetError, ValueError, OSError) as err:
         raise UsageError(f"cannot load dataset {name!r}: {err}") from None
 
 
@@ -385,9 +384,8 @@ def _command_train(args: argparse.Namespace) -> int:
         )
 
         def on_epoch_end(state: train.TrainState, record: train.EpochRecord) -> None:
-            history_so_far = [*history_done, record]
             history_done.append(record)
-            ckpt.save(state, config, history_so_far)
+            ckpt.save(state, config, history_done)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record.to_dict()) + "\n")
             progress.update(1)

@@ -210,7 +210,7 @@ def test_divergence_keeps_the_last_good_checkpoint(
         (["train", "--lr", "0"], "learning_rate must be"),
         (["train", "--l2", "-0.5"], "l2 must be"),
         (["train", "--l2", "nan"], "l2 must be"),
-        (["train", "--seed", "99999999999999999999"], "must be in [0, 2**63)"),
+        (["train", "--seed", "99999999999999999999"], f"must be in [0, {2**63})"),
         (["train", "--batch-size", "1000"], "larger than the 120 training examples"),
         (["train", "--resume", "--overwrite"], "not allowed with"),
         (["evaluate"], "--checkpoint"),

@@ -231,10 +231,23 @@ def test_import_does_not_import_tensorflow() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_tensorflow_sees_no_gpu() -> None:
+def test_tensorflow_sees_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorflow as tf
+
     from jaxsoft.data._tensorflow import import_tensorflow
 
-    tf = import_tensorflow("this test")
+    calls = []
+    hide = tf.config.set_visible_devices
+
+    def spy(devices, device_type=None):
+        calls.append((list(devices), device_type))
+        return hide(devices, device_type)
+
+    # On a machine without a GPU the device list is empty either way; the spy
+    # shows that jaxsoft asks TensorFlow to hide its GPUs.
+    monkeypatch.setattr(tf.config, "set_visible_devices", spy)
+    assert import_tensorflow("this test") is tf
+    assert calls == [([], "GPU")]
     assert tf.config.get_visible_devices("GPU") == []
 
 
