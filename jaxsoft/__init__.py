@@ -18,7 +18,14 @@ from jaxsoft.metrics import (
     expected_calibration_error,
     top_k_accuracy,
 )
-from jaxsoft.model import Params, init_params, logits, predict, predict_proba
+from jaxsoft.model import (
+    Params,
+    init_params,
+    logits,
+    predict,
+    predict_proba,
+    top_k,
+)
 from jaxsoft.objective import loss
 
 __version__ = "0.1.0"
@@ -40,5 +47,6 @@ __all__ = [
     "predict",
     "predict_proba",
     "softmax",
+    "top_k",
     "top_k_accuracy",
 ]

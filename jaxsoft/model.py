@@ -9,6 +9,7 @@ For an example x in R^d and q classes, with W in R^{d x q} and b in R^q:
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 import jax
@@ -17,7 +18,15 @@ from jax.typing import ArrayLike
 
 from jaxsoft import losses
 
-__all__ = ["Params", "init_params", "logits", "predict", "predict_proba"]
+__all__ = [
+    "Params",
+    "check_params",
+    "init_params",
+    "logits",
+    "predict",
+    "predict_proba",
+    "top_k",
+]
 
 
 class Params(NamedTuple):
@@ -73,24 +82,40 @@ def init_params(
       >>> params.W.shape, params.b.shape
       ((4, 3), (3,))
     """
-    for name, value in (("num_features", num_features), ("num_classes", num_classes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    num_features = _positive_int("num_features", num_features)
+    num_classes = _positive_int("num_classes", num_classes)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype}.")
     weights = scale * jax.random.normal(key, (num_features, num_classes), dtype)
     return Params(W=weights, b=jnp.zeros((num_classes,), dtype))
 
 
-def _check_params(params: Params) -> None:
+def _positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1 (NumPy integers too; not bools)."""
+    try:
+        number = operator.index(value)  # int and np.integer, not float
+    except TypeError:
+        number = 0
+    if isinstance(value, bool) or number < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return number
+
+
+def check_params(params: Params) -> None:
+    """Raises TypeError unless ``params`` is `Params` with W (d, q) and b (q,).
+
+    Args:
+      params: the object to check.
+    """
     if not isinstance(params, Params):
         raise TypeError(
             f"params must be jaxsoft.Params(W, b), got {type(params).__name__}."
         )
-    if params.W.ndim != 2 or params.b.shape != (params.W.shape[1],):
-        raise ValueError(
+    W_shape, b_shape = jnp.shape(params.W), jnp.shape(params.b)
+    if len(W_shape) != 2 or tuple(b_shape) != (W_shape[1],):
+        raise TypeError(
             "params must have W of shape (d, q) and b of shape (q,), got "
-            f"W {params.W.shape} and b {params.b.shape}."
+            f"W {W_shape} and b {b_shape}."
         )
 
 
@@ -120,7 +145,7 @@ def logits(params: Params, x: ArrayLike) -> jax.Array:
       Array([[4., 5., 6.],
              [4., 5., 6.]], dtype=float32)
     """
-    _check_params(params)
+    check_params(params)
     x = jnp.asarray(x)
     if x.ndim not in (1, 2):
         raise ValueError(
@@ -176,3 +201,31 @@ def predict(params: Params, x: ArrayLike) -> jax.Array:
       Array([1, 0], dtype=int32)
     """
     return jnp.argmax(logits(params, x), axis=-1)
+
+
+def top_k(params: Params, x: ArrayLike, k: int = 3) -> tuple[jax.Array, jax.Array]:
+    """The k most probable classes of each example and their probabilities.
+
+    Args:
+      params: `Params` with W (d, q) and b (q,).
+      x: shape (d,) or (n, d).
+      k: how many classes (clipped to q).
+
+    Returns:
+      ``(classes, probabilities)``, both of shape (..., min(k, q)), most
+      probable first; classes int32.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxsoft as js
+      >>> params = js.Params(W=jnp.eye(3), b=jnp.zeros(3))
+      >>> classes, probs = js.top_k(params, jnp.array([[0.0, 2.0, 1.0]]), k=2)
+      >>> classes
+      Array([[1, 2]], dtype=int32)
+    """
+    k = _positive_int("k", k)
+    probabilities = predict_proba(params, x)
+    top_probabilities, classes = jax.lax.top_k(
+        probabilities, min(k, params.num_classes)
+    )
+    return classes, top_probabilities
