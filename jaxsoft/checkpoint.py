@@ -1,111 +1,186 @@
-"""Checkpoints of a training run with orbax-checkpoint.
+"""Checkpoints of a training run, written and read by orbax-checkpoint.
 
-One checkpoint per epoch, in ``directory/<epoch>/``, written atomically by
-`orbax.checkpoint.CheckpointManager` (into a temporary folder that is renamed
-when complete, so a process killed mid-save leaves the previous checkpoint
-intact). Each holds three items:
-
-- ``params``: {"W": (d, q), "b": (q,)} (a plain dict: orbax stores dicts).
-- ``opt_state``: the optimizer state's leaves, {"000": ..., "001": ...}; the
-  tree structure comes back from ``optimizer.init(params)`` on restore.
-- ``meta``: JSON: format version, epoch, PRNG key data, the run's
-  configuration, the history so far, and the shapes and dtypes of every
-  stored array (checked before any array is read, so an incompatible
-  checkpoint gives a clear `CheckpointError`).
+``directory/<epoch>/`` holds the orbax items ``params``, ``opt_state``, ``key``
+and ``meta`` (JSON: format, epoch, run config, shape, dtype and SHA-256 of
+every array, sealed by a SHA-256). Orbax writes to a temporary folder renamed
+when complete: a killed save leaves the previous checkpoint intact. The
+history of a run lives in its ``metrics.jsonl``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import json
+import logging
 import os
+import sys
+import threading
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxsoft import model
-from jaxsoft.train import EpochRecord, TrainState
+from jaxsoft.records import TrainState
 
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
     "Checkpointer",
-    "Restored",
+    "CorruptCheckpointError",
+    "find_checkpoint_dir",
     "load_params",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_UNFINISHED: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
 
 
 class CheckpointError(Exception):
-    """A checkpoint is missing, corrupt, or incompatible with this run."""
+    """A checkpoint is missing, unreadable, or incompatible with this run."""
 
 
-class Restored(NamedTuple):
-    """A restored checkpoint.
-
-    Attributes:
-      state: the `TrainState` (params, optimizer state, epoch, key).
-      config: the run's configuration as saved.
-      history: the `EpochRecord`s up to this checkpoint.
-    """
-
-    state: TrainState
-    config: dict[str, Any]
-    history: list[EpochRecord]
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint's files are damaged (checksum mismatch, unreadable array)."""
 
 
-def _spec(array: Any) -> list[Any]:
-    return [list(np.shape(array)), str(np.asarray(array).dtype)]
-
-
-def _key_to_json(key: jax.Array) -> dict[str, Any]:
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        impl = str(jax.random.key_impl(key))
-        data = np.asarray(jax.random.key_data(key))
-        return {"typed": True, "impl": impl, "data": data.tolist()}
-    return {"typed": False, "data": np.asarray(key).tolist()}
-
-
-def _key_from_json(record: dict[str, Any]) -> jax.Array:
-    data = np.asarray(record["data"], dtype=np.uint32)
-    if record["typed"]:
-        return jax.random.wrap_key_data(data, impl=record["impl"])
-    return jnp.asarray(data)
+def _corrupt(where: Path, what: str) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f"the checkpoint {where} is corrupt: {what}. Delete that folder to fall "
+        "back to an earlier checkpoint, or train afresh."
+    )
 
 
 def _ocp() -> Any:
-    import orbax.checkpoint as ocp  # slow to import: only when needed
+    """orbax.checkpoint, imported on first use (it is slow to import)."""
+    import orbax.checkpoint as ocp
 
+    if not getattr(_ocp, "ready", False):
+        _ocp.ready = True  # type: ignore[attr-defined]
+        # Orbax warns on every save of a PRNG key (not stored in OCDBT).
+        logging.getLogger("absl").addFilter(
+            lambda record: "Skipping merge of OCDBT" not in str(record.msg)
+        )
+        # At exit, finish pending saves before concurrent.futures refuses new
+        # work ("cannot schedule new futures after interpreter shutdown").
+        register = getattr(threading, "_register_atexit", None)  # CPython
+        with contextlib.suppress(TypeError, RuntimeError):  # None, or exiting
+            register(lambda: [c.close() for c in list(_UNFINISHED)])
     return ocp
 
 
+def _draining(policy: asyncio.AbstractEventLoopPolicy) -> Any:
+    """``policy`` whose event loops finish their tasks before closing: when a
+    read fails, orbax closes its loop with others in flight, which then print
+    tracebacks ("Event loop is closed", "Exception ignored in <coroutine>")."""
+
+    class Draining(type(policy)):  # type: ignore[misc]
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            loop = super().new_event_loop()
+            close = loop.close
+
+            def drain_then_close() -> None:
+                try:
+                    if pending := asyncio.all_tasks(loop):
+                        drain = asyncio.gather(*pending, return_exceptions=True)
+                        loop.run_until_complete(asyncio.wait_for(drain, 60.0))
+                finally:
+                    close()
+
+            loop.close = drain_then_close  # type: ignore[method-assign]
+            return loop
+
+    return Draining()
+
+
+def _named_leaves(tree: Any) -> dict[str, Any]:
+    """Every leaf by its path: ``{"opt_state/0/mu/W": leaf, ...}``."""
+    pairs = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(p, simple=True, separator="/"): a for p, a in pairs}
+
+
+def _host(array: Any) -> np.ndarray:
+    """The host copy of an array (one replica of a replicated global array)."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        array = array.addressable_data(0)
+    return np.asarray(array, order="C")
+
+
+def _spec(shape: Any, dtype: Any) -> str:
+    return f"{tuple(shape)} {np.dtype(dtype).name}"
+
+
+def _record(host: np.ndarray) -> dict[str, Any]:
+    data = _spec(host.shape, host.dtype).encode() + host.tobytes()
+    sha = hashlib.sha256(data).hexdigest()
+    return {"shape": list(host.shape), "dtype": host.dtype.name, "sha256": sha}
+
+
+def _seal(meta: dict[str, Any]) -> str:
+    body = json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _orbax_errors(action: str) -> Iterator[None]:
+    """Raises a one-line `CheckpointError` for an error of orbax (without
+    TensorStore's specs)."""
+    try:
+        yield
+    except Exception as err:
+        text = " ".join(str(err).split())
+        for internals in (" [tensorstore_spec", " See full TensorStore"):
+            text = text.split(internals)[0]
+        message = f"{action} failed ({type(err).__name__}: {text[:200]})."
+        raise CheckpointError(message) from err
+
+
+def _key_data(key: Any) -> jax.Array:
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return jax.random.key_data(key) if typed else jax.numpy.asarray(key)
+
+
+def _abstract(tree: Any) -> Any:
+    """Shapes and dtypes of ``tree``'s leaves, on their shardings or device 0."""
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=_sharding(a)),
+        tree,
+    )
+
+
+def _sharding(array: Any) -> jax.sharding.Sharding:
+    found = getattr(array, "sharding", None)
+    return found or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+
 class Checkpointer:
-    """Saves and restores the `TrainState` of a run, one checkpoint per epoch.
+    """Saves and restores the `TrainState` of a run, one checkpoint per epoch,
+    in ``directory`` (created on first save), keeping the ``max_to_keep``
+    latest. With ``async_save``, `save` returns once the arrays are copied and
+    orbax writes them in the background; `wait_until_finished` and `close`
+    (or leaving the ``with`` block) wait for the write."""
 
-    Args:
-      directory: the folder of the checkpoints (created on first save).
-      max_to_keep: how many of the latest checkpoints to keep.
-
-    Example:
-      >>> ckpt = Checkpointer("/tmp/run/checkpoints")  # doctest: +SKIP
-      >>> ckpt.save(state, config, history)  # doctest: +SKIP
-      >>> restored = ckpt.restore(template_state)  # doctest: +SKIP
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], *, max_to_keep: int = 2):
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_to_keep: int = 3,
+        async_save: bool = True,
+    ):
         self.directory = Path(directory).absolute()
         if self.directory.exists() and not self.directory.is_dir():
             raise CheckpointError(f"{self.directory} is a file, not a directory.")
         ocp = _ocp()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
-            enable_async_checkpointing=False,
-            create=False,
+            max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=False
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._closed = False
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -114,210 +189,189 @@ class Checkpointer:
         self.close()
 
     def close(self) -> None:
-        """Waits for pending writes and releases the manager."""
-        self._manager.close()
+        """Waits for a pending save, then releases orbax's threads. Raises
+        `CheckpointError` if that save failed, unless an exception (e.g.
+        KeyboardInterrupt) propagates or Python exits: it hides no error."""
+        if self._closed:
+            return
+        self._closed = True
+        exiting = sys.is_finalizing() or not threading.main_thread().is_alive()
+        quiet = exiting or sys.exc_info()[0] is not None
+        try:
+            self.wait_until_finished()
+        except CheckpointError:
+            if not quiet:
+                raise
+        finally:
+            _UNFINISHED.discard(self)
+            with contextlib.suppress(Exception):
+                self._manager.close()
+
+    def wait_until_finished(self) -> None:
+        """Blocks until the pending save, if any, is written."""
+        with _orbax_errors(f"writing a checkpoint into {self.directory}"):
+            self._manager.wait_until_finished()
+
+    def epochs(self) -> list[int]:
+        """The epochs of the complete checkpoints, ascending."""
+        self._manager.reload()
+        return sorted(self._manager.all_steps())
 
     def latest_epoch(self) -> int | None:
         """The epoch of the newest complete checkpoint, or None."""
-        self._manager.reload()
-        return self._manager.latest_step()
+        return max(self.epochs(), default=None)
 
-    def save(
-        self,
-        state: TrainState,
-        config: dict[str, Any],
-        history: list[EpochRecord],
-    ) -> None:
-        """Writes the checkpoint of ``state.epoch`` (atomically).
-
-        Args:
-          state: the `TrainState` after the epoch.
-          config: the run's configuration (JSON-serialisable).
-          history: the records of epochs 1..state.epoch.
-        """
+    def save(self, state: TrainState, config: dict[str, Any]) -> None:
+        """Saves ``state`` (as epoch ``state.epoch``) and the run's JSON
+        ``config``, atomically. With ``async_save`` it returns once the arrays
+        are copied; a failed write raises from the next call. Raises
+        ValueError for non-finite params, TypeError for a non-JSON config."""
         ocp = _ocp()
-        params = {"W": state.params.W, "b": state.params.b}
-        opt_leaves = {
-            f"{i:03d}": leaf for i, leaf in enumerate(jax.tree.leaves(state.opt_state))
-        }
+        arrays = {"params": state.params, "opt_state": state.opt_state}
+        named = _named_leaves({**arrays, "key": _key_data(state.key)})
+        hosts = {name: _host(array) for name, array in named.items()}
+        if not all(
+            np.isfinite(a).all() for n, a in hosts.items() if n[:7] == "params/"
+        ):
+            raise ValueError("refusing to checkpoint parameters with NaN or inf.")
         meta = {
             "format": FORMAT_VERSION,
             "epoch": int(state.epoch),
-            "key": _key_to_json(state.key),
             "config": config,
-            "history": [record.to_dict() for record in history],
-            "params_spec": {name: _spec(a) for name, a in params.items()},
-            "opt_state_spec": [_spec(a) for a in opt_leaves.values()],
+            "arrays": {name: _record(host) for name, host in hosts.items()},
         }
-        json.dumps(meta)  # fail here, not half-way through a save
-        self.directory.mkdir(parents=True, exist_ok=True)
+        meta = json.loads(json.dumps(meta))  # as JSON will give it back
         items = {
-            "params": ocp.args.StandardSave(params),
-            "meta": ocp.args.JsonSave(meta),
+            "params": ocp.args.StandardSave(state.params),
+            "opt_state": ocp.args.StandardSave(state.opt_state),
+            "key": ocp.args.JaxRandomKeySave(jax.numpy.asarray(state.key)),
+            "meta": ocp.args.JsonSave({**meta, "sha256": _seal(meta)}),
         }
-        if opt_leaves:  # plain SGD has no state, and orbax refuses empty items
-            items["opt_state"] = ocp.args.StandardSave(opt_leaves)
-        self._manager.save(
-            int(state.epoch), args=ocp.args.Composite(**items), force=True
-        )
-        self._manager.wait_until_finished()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _UNFINISHED.add(self)
+        with _orbax_errors(f"saving epoch {state.epoch} into {self.directory}"):
+            args = ocp.args.Composite(**items)
+            self._manager.save(int(state.epoch), args=args, force=True)
 
-    def _epoch_or_latest(self, epoch: int | None) -> int:
-        if epoch is not None:
-            return epoch
-        latest = self.latest_epoch()
-        if latest is None:
+    def _resolve(self, epoch: int | None) -> int:
+        epochs = self.epochs()
+        if not epochs:
             raise CheckpointError(f"no checkpoint found in {self.directory}.")
-        return latest
+        if epoch is not None and epoch not in epochs:
+            raise CheckpointError(
+                f"there is no checkpoint of epoch {epoch} in {self.directory} "
+                f"(it holds epochs {', '.join(map(str, epochs))})."
+            )
+        return epochs[-1] if epoch is None else epoch
+
+    def _read(self, epoch: int, **items: Any) -> Any:
+        """Orbax's restore of ``items``; any failure means damaged files."""
+        ocp, policy = _ocp(), asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(_draining(policy))
+        try:
+            return self._manager.restore(epoch, args=ocp.args.Composite(**items))
+        except Exception as err:
+            what = f"its {', '.join(items)} cannot be read ({type(err).__name__})"
+            raise _corrupt(self.directory / str(epoch), what) from None
+        finally:
+            asyncio.set_event_loop_policy(policy)
 
     def restore_meta(self, epoch: int | None = None) -> dict[str, Any]:
-        """The JSON metadata (config, history, specs) of a checkpoint.
-
-        Args:
-          epoch: which checkpoint; the latest when None.
-        """
-        epoch = self._epoch_or_latest(epoch)
-        ocp = _ocp()
-        try:
-            restored = self._manager.restore(
-                epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
-            )
-            meta = restored.meta
-        except Exception as err:
+        """The metadata of a checkpoint (the latest when ``epoch`` is None):
+        ``format``, ``epoch``, ``config`` (the run's), ``arrays`` (shape,
+        dtype and SHA-256 of each) and ``sha256`` (of the rest)."""
+        epoch = self._resolve(epoch)
+        where = self.directory / str(epoch)
+        meta = self._read(epoch, meta=_ocp().args.JsonRestore())["meta"]
+        if not isinstance(meta, dict):
+            raise _corrupt(where, "its metadata is not a JSON object")
+        if meta.get("format") != FORMAT_VERSION:
             raise CheckpointError(
-                f"the checkpoint {self.directory / str(epoch)} cannot be read "
-                f"(corrupt or not a jaxsoft checkpoint): {_short(err)}"
-            ) from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
-            found = meta.get("format") if isinstance(meta, dict) else None
-            raise CheckpointError(
-                f"the checkpoint {self.directory / str(epoch)} has format "
-                f"{found!r}, but this jaxsoft reads format {FORMAT_VERSION}."
+                f"the checkpoint {where} has format {meta.get('format')!r}, but "
+                f"this jaxsoft reads format {FORMAT_VERSION}: train afresh."
             )
+        if meta.get("sha256") != _seal(meta):
+            raise _corrupt(where, "its metadata does not match its checksum")
         return meta
-
-    def _restore_arrays(self, epoch: int, item: str, specs: dict[str, Any]) -> Any:
-        ocp = _ocp()
-        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        abstract = {
-            name: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype), sharding=sharding)
-            for name, (shape, dtype) in specs.items()
-        }
-        try:
-            restored = self._manager.restore(
-                epoch,
-                args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}),
-            )
-            arrays = restored[item]
-            for name, array in arrays.items():
-                if array.shape != abstract[name].shape:
-                    raise ValueError(f"{name} has shape {array.shape}")
-        except Exception as err:
-            raise CheckpointError(
-                f"the checkpoint {self.directory / str(epoch)} is corrupt: its "
-                f"{item} cannot be read ({_short(err)}). Delete it to fall back "
-                "to an earlier one, or train from scratch."
-            ) from err
-        return arrays
 
     def restore_params(
         self, epoch: int | None = None
     ) -> tuple[model.Params, dict[str, Any]]:
         """The `Params` and the metadata of a checkpoint (latest when None)."""
-        epoch = self._epoch_or_latest(epoch)
+        epoch = self._resolve(epoch)
         meta = self.restore_meta(epoch)
-        arrays = self._restore_arrays(epoch, "params", meta["params_spec"])
-        return model.Params(W=arrays["W"], b=arrays["b"]), meta
+        saved = [meta["arrays"][f"params/{name}"] for name in model.Params._fields]
+        abstract = model.Params(
+            *(jax.ShapeDtypeStruct(r["shape"], r["dtype"]) for r in saved)
+        )
+        restore = _ocp().args.StandardRestore(_abstract(abstract))
+        params = self._read(epoch, params=restore)["params"]
+        _verify(self.directory / str(epoch), meta["arrays"], {"params": params})
+        return params, meta
 
-    def restore(self, template: TrainState, epoch: int | None = None) -> Restored:
-        """Restores the full `TrainState` of a checkpoint.
-
-        Args:
-          template: a state of the run to continue (e.g. the initial one):
-            its params and optimizer state give the expected shapes, dtypes
-            and the optimizer state's tree structure.
-          epoch: which checkpoint; the latest when None.
-
-        Returns:
-          A `Restored` (state, config, history).
-
-        Raises:
-          CheckpointError: no checkpoint, an unreadable one, or one whose
-            arrays do not match the template (another dataset, model or
-            optimizer).
-        """
-        epoch = self._epoch_or_latest(epoch)
+    def restore(
+        self, template: TrainState, epoch: int | None = None
+    ) -> tuple[TrainState, dict[str, Any]]:
+        """``(state, meta)`` of a checkpoint (the latest when ``epoch`` is
+        None), bit for bit. ``template`` (e.g. the run's initial state, or its
+        `jax.ShapeDtypeStruct`s; its key may be None) gives the shapes, dtypes,
+        tree structure and shardings. Raises `CheckpointError` for a checkpoint
+        of another dataset, model or optimizer, `CorruptCheckpointError` for
+        damaged files."""
+        epoch = self._resolve(epoch)
         meta = self.restore_meta(epoch)
         where = self.directory / str(epoch)
-        expected_params = {
-            "W": _spec(template.params.W),
-            "b": _spec(template.params.b),
+        _check_compatible(where, meta["arrays"], template)
+        ocp = _ocp()
+        key_args = ocp.ArrayRestoreArgs(sharding=_sharding(template.key))
+        restored = self._read(
+            epoch,
+            params=ocp.args.StandardRestore(_abstract(template.params)),
+            opt_state=ocp.args.StandardRestore(_abstract(template.opt_state)),
+            key=ocp.args.JaxRandomKeyRestore(key_args),
+        )
+        params, opt_state, key = (restored[k] for k in ("params", "opt_state", "key"))
+        arrays = {"params": params, "opt_state": opt_state, "key": _key_data(key)}
+        _verify(where, meta["arrays"], arrays)
+        return TrainState(params, opt_state, meta["epoch"], key), meta
+
+
+def _check_compatible(where: Path, saved: dict[str, Any], template: TrainState) -> None:
+    """One-line errors for a checkpoint of another dataset, model or optimizer."""
+    for part, other in (("params", "dataset or model"), ("opt_state", "optimizer")):
+        named = _named_leaves(getattr(template, part))
+        want = {n: _spec(np.shape(a), a.dtype) for n, a in named.items()}
+        have = {
+            name.split("/", 1)[1]: _spec(r["shape"], r["dtype"])
+            for name, r in saved.items()
+            if name.startswith(part + "/")
         }
-        if meta["params_spec"] != expected_params:
+        if have != want:
+            shown = [", ".join(f"{n} {s}" for n, s in d.items()) for d in (have, want)]
             raise CheckpointError(
-                f"the checkpoint {where} is incompatible with this run: it holds "
-                f"W {_describe(meta['params_spec']['W'])} and b "
-                f"{_describe(meta['params_spec']['b'])}, but this run needs W "
-                f"{_describe(expected_params['W'])} and b "
-                f"{_describe(expected_params['b'])} (another dataset or model)."
+                f"the checkpoint {where} is incompatible with this run: its {part} "
+                f"is [{shown[0]}], but this run's is [{shown[1]}] (another {other})."
             )
-        template_leaves, treedef = jax.tree.flatten(template.opt_state)
-        expected_opt = [_spec(a) for a in template_leaves]
-        if meta["opt_state_spec"] != expected_opt:
-            raise CheckpointError(
-                f"the checkpoint {where} is incompatible with this run: its "
-                f"optimizer state has {len(meta['opt_state_spec'])} arrays "
-                f"{[tuple(s) for s, _ in meta['opt_state_spec']]}, but this run's "
-                f"optimizer has {len(expected_opt)} "
-                f"{[tuple(s) for s, _ in expected_opt]} (another optimizer)."
-            )
-        params = self._restore_arrays(epoch, "params", meta["params_spec"])
-        opt_specs = {f"{i:03d}": spec for i, spec in enumerate(meta["opt_state_spec"])}
-        opt_arrays = (
-            self._restore_arrays(epoch, "opt_state", opt_specs) if opt_specs else {}
-        )
-        opt_state = jax.tree.unflatten(treedef, [opt_arrays[k] for k in opt_specs])
-        try:
-            key = _key_from_json(meta["key"])
-            history = [EpochRecord.from_dict(r) for r in meta["history"]]
-        except Exception as err:
-            raise CheckpointError(
-                f"the checkpoint {where} has corrupt metadata: {_short(err)}"
-            ) from err
-        state = TrainState(
-            params=model.Params(W=params["W"], b=params["b"]),
-            opt_state=opt_state,
-            epoch=int(meta["epoch"]),
-            key=key,
-        )
-        return Restored(state, meta["config"], history)
 
 
-def _describe(spec: list[Any]) -> str:
-    shape, dtype = spec
-    return f"{tuple(shape)} {dtype}"
-
-
-def _short(err: BaseException, limit: int = 300) -> str:
-    """A one-line, bounded description of a library's exception."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _verify(where: Path, saved: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """Every restored array against its saved checksum; finite parameters."""
+    for name, array in _named_leaves(arrays).items():
+        host = _host(array)
+        if name not in saved or saved[name]["sha256"] != _record(host)["sha256"]:
+            raise _corrupt(where, f"its array {name} does not match its checksum")
+        if name.startswith("params/") and not np.isfinite(host).all():
+            raise _corrupt(where, f"its {name} holds NaN or inf")
 
 
 def find_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint folder for ``path``: a run's --out folder or the folder
-    of checkpoints itself.
-
-    Raises:
-      CheckpointError: neither holds a checkpoint.
-    """
+    """The checkpoint folder of ``path``: a run's --out folder or its
+    checkpoints/ folder; `CheckpointError` if neither holds a checkpoint."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist.")
     for candidate in (path / "checkpoints", path):
-        if candidate.is_dir() and any(
-            child.is_dir() and child.name.isdigit() for child in candidate.iterdir()
-        ):
+        if any(c.is_dir() and c.name.isdigit() for c in candidate.glob("*")):
             return candidate
     raise CheckpointError(
         f"no checkpoint found in {path} (expected a training run's --out folder, "
@@ -325,17 +379,9 @@ def find_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
     )
 
 
-def load_params(
-    path: str | os.PathLike[str],
-) -> tuple[model.Params, dict[str, Any]]:
-    """The parameters and the metadata of the latest checkpoint under ``path``.
-
-    Args:
-      path: a training run's output folder or its ``checkpoints/`` folder.
-
-    Returns:
-      ``(params, meta)``; ``meta["config"]`` is the run's configuration and
-      ``meta["epoch"]`` the checkpoint's epoch.
-    """
-    with Checkpointer(find_checkpoint_dir(path)) as checkpointer:
+def load_params(path: str | os.PathLike[str]) -> tuple[model.Params, dict[str, Any]]:
+    """The `Params` and metadata of the latest checkpoint under ``path`` (a
+    run's --out folder or its checkpoints/ folder); ``meta["config"]`` is the
+    run's configuration, ``meta["epoch"]`` the checkpoint's epoch."""
+    with Checkpointer(find_checkpoint_dir(path), async_save=False) as checkpointer:
         return checkpointer.restore_params()

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["load_images"]
+__all__ = ["ImageError", "load_images"]
+
+
+class ImageError(ValueError):
+    """An image file is missing, unreadable, too large, or of an unusable shape."""
 
 
 def _load_one(
@@ -19,21 +25,28 @@ def _load_one(
     height, width = image_shape[0], image_shape[1]
     channels = image_shape[2] if len(image_shape) == 3 else 1
     if channels not in (1, 3):
-        raise ValueError(f"cannot convert images to {channels} channels.")
+        raise ImageError(f"cannot convert images to {channels} channels.")
     try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                # Transparent pixels (a drawing on a canvas) become white
-                # paper, not black.
-                rgba = image.convert("RGBA")
-                image = Image.new("RGBA", rgba.size, "white")
-                image.alpha_composite(rgba)
-            image = image.convert("L" if channels == 1 else "RGB")
+        with warnings.catch_warnings():
+            # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that;
+            # refuse both, before decoding a single pixel.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = _flatten_transparency(image).convert(
+                    "L" if channels == 1 else "RGB"
+                )
     except FileNotFoundError:
-        raise ValueError(f"image file {path} does not exist.") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{path} is not a readable image file ({err}).") from None
+        raise ImageError(f"image file {path} does not exist.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{path} is too large to read safely: more than "
+            f"{Image.MAX_IMAGE_PIXELS:,} pixels (Pillow's decompression-bomb "
+            "limit). Shrink it first; the model needs only "
+            f"{height}x{width} pixels."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ImageError(f"{path} is not a readable image file ({err}).") from None
     shrinking = image.width > width or image.height > height
     resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
     pixels = np.asarray(image.resize((width, height), resample), dtype=np.float32)
@@ -43,6 +56,17 @@ def _load_one(
     if invert == "yes" or auto_invert:
         pixels = 1.0 - pixels
     return pixels.reshape(-1)
+
+
+def _flatten_transparency(image: Any) -> Any:
+    """Transparent pixels (a drawing on a canvas) become white paper, not black."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.new("RGBA", rgba.size, "white")
+        image.alpha_composite(rgba)
+    return image
 
 
 def _has_light_background(pixels: np.ndarray) -> bool:
@@ -85,15 +109,17 @@ def load_images(
       float32 array of shape (len(paths), prod(image_shape)).
 
     Raises:
-      ValueError: a missing or unreadable file, or an unsupported shape.
+      ImageError (a ValueError): a missing, unreadable or oversized file
+        (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels), or an unsupported
+        shape.
     """
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) not in (2, 3) or min(image_shape) < 1:
-        raise ValueError(
+        raise ImageError(
             f"image_shape must be (height, width[, channels]), got {image_shape}."
         )
     if invert not in ("auto", "yes", "no"):
-        raise ValueError(f"invert must be 'auto', 'yes' or 'no', got {invert!r}.")
+        raise ImageError(f"invert must be 'auto', 'yes' or 'no', got {invert!r}.")
     rows = [_load_one(path, image_shape, invert) for path in paths]
     if not rows:
         return np.zeros((0, math.prod(image_shape)), np.float32)

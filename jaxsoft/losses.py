@@ -9,15 +9,23 @@ The math follows the lecture (losses in nats, natural log):
 The loss is always computed from the logits through log-sum-exp, never as
 ``log(softmax(o))``: the probabilities can underflow to 0 and their log to
 -inf, while ``logsumexp(o) - o_y`` stays finite for any finite logits.
+
+`cross_entropy` takes optax's ``axis`` and ``where`` arguments, and both
+label layouts (class indices or probability vectors), so it stands in for
+`optax.softmax_cross_entropy` and
+`optax.softmax_cross_entropy_with_integer_labels`.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxsoft import _validation
+from jaxsoft._class_axes import broadcast_where, check_arguments
 
 __all__ = [
     "cross_entropy",
@@ -136,12 +144,14 @@ def one_hot(
 
     Args:
       labels: integer class indices of shape (...), each in [0, num_classes).
-      num_classes: q, the number of classes.
+      num_classes: q, the number of classes (an int or a NumPy integer).
       dtype: dtype of the result.
 
     Returns:
-      An array of shape (..., q). An index outside [0, q) gives a row of zeros
-      (it cannot raise under ``jit``; host entry points validate labels first).
+      An array of shape (..., q). An index outside [0, q) gives a row of zeros,
+      a negative one too (-1 is not the last class), as in `jax.nn.one_hot`;
+      ``one_hot`` does not check its input. `cross_entropy` and the metrics
+      do: they raise on such labels, or give NaN under ``jit``.
 
     Example (the lecture's Cat, Dog, Cat, Frog with classes Cat=0, Dog=1,
     Frog=2):
@@ -153,56 +163,141 @@ def one_hot(
              [1, 0, 0],
              [0, 0, 1]], dtype=int32)
     """
-    labels = jnp.asarray(labels)
+    labels = _validation.as_array("labels", labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
             f"one_hot expects integer class indices, got dtype {labels.dtype}."
         )
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+    num_classes = _validation.positive_int("num_classes", num_classes)
     return (labels[..., None] == jnp.arange(num_classes)).astype(dtype)
 
 
-def _as_targets(logits: jax.Array, labels: ArrayLike) -> jax.Array:
-    """Labels of either layout -> probability vectors of shape (..., q)."""
-    labels = jnp.asarray(labels)
-    if _validation.is_class_index_labels(logits.shape, labels):
-        return one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-    return labels.astype(logits.dtype)
+# Class axes -------------------------------------------------------------------
+#
+# One example ------------------------------------------------------------------
 
 
-def _prepare(logits: ArrayLike, labels: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    logits = jnp.asarray(logits)
-    _validation.check_floating("logits", logits)
-    _validation.check_min_rank("logits", logits, 1)
-    logits = logits.astype(_validation.compute_dtype(logits.dtype))
-    return logits, _as_targets(logits, labels)
+def _normalizer(o: jax.Array, w: jax.Array | None):
+    """For one example o of shape (q,): ``(kept, m, o - m, log sum_kept exp(o - m))``.
 
-
-def _batched(per_example, logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """Applies a function of one example ((q,), (q,)) over the leading axes."""
-    batch_shape, q = logits.shape[:-1], logits.shape[-1]
-    flat = jax.vmap(per_example)(logits.reshape(-1, q), targets.reshape(-1, q))
-    return flat.reshape(batch_shape + flat.shape[1:])
-
-
-def _cross_entropy_one(o: jax.Array, y: jax.Array) -> jax.Array:
-    """l(y, o) = logsumexp(o) - <y, o> for one example: o, y of shape (q,).
-
-    Computed with the logits shifted by their max m, which cancels exactly:
-    logsumexp(o) - <y, o> = sum(y) log(sum(exp(o - m))) - <y, o - m>. Both
-    terms stay small, so at |o| ~ 1e4 no digits are lost to subtracting two
-    nearly equal large numbers.
+    A class is kept when ``where`` includes it and its logit is not -inf. m is
+    the largest kept logit (0 if none), a constant for differentiation: the
+    functions built on it do not depend on it. ``o - m`` is 0 where not kept,
+    so that no -inf enters a product (0 * -inf = nan, in values or in
+    gradients); the log-normalizer is 0 for a row with nothing kept.
     """
-    shifted = _shift_by_max(o, axis=-1)
-    log_normalizer = jnp.log(jnp.sum(jnp.exp(shifted)))
-    # Where y_j = 0 the term y_j * o_j is 0 even if o_j = -inf (a masked class);
-    # select o_j away there so that 0 * -inf never forms a nan.
-    shifted_where_labelled = jnp.where(y != 0, shifted, 0.0)
-    return jnp.sum(y) * log_normalizer - jnp.dot(y, shifted_where_labelled)
+    kept = o != -jnp.inf
+    if w is not None:
+        kept = kept & w
+    m = jax.lax.stop_gradient(jnp.max(jnp.where(kept, o, -jnp.inf), initial=-jnp.inf))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    shifted = jnp.where(kept, o - m, 0.0)
+    sum_exp = jnp.sum(jnp.where(kept, jnp.exp(shifted), 0.0))
+    log_z = jnp.log(jnp.where(jnp.any(kept), sum_exp, 1.0))
+    return kept, m, shifted, log_z
 
 
-def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
+def _impossible_mass(o: jax.Array, y: jax.Array, w: jax.Array | None) -> jax.Array:
+    """True when y puts weight on an included class of logit -inf (loss +inf)."""
+    on_masked = (o == -jnp.inf) & (y != 0)
+    if w is not None:
+        on_masked = on_masked & w
+    return jnp.any(on_masked)
+
+
+def _cross_entropy_probs_one(o, y, w):
+    """``sum_j y_j (log Z - (o_j - m)) = -sum_j y_j log softmax(o)_j``, one example.
+
+    Both terms stay small (m, the largest logit, cancels exactly), so at
+    |o| ~ 1e4 no digits are lost to subtracting two nearly equal large
+    numbers. Classes that are not kept (masked by ``where``, or -inf) drop
+    out of the sum, which is what makes the derivative w.r.t. y_j exactly
+    ``-log softmax(o)_j`` on kept classes and 0 on the others.
+    """
+    kept, _, shifted, log_z = _normalizer(o, w)
+    loss = jnp.sum(jnp.where(kept, y * (log_z - shifted), 0.0))
+    return jnp.where(_impossible_mass(o, y, w), jnp.inf, loss)
+
+
+def _index_loss_parts(o, label, w):
+    q = o.shape[0]
+    valid = (label >= 0) & (label < q)
+    o_label = jnp.take(o, label, mode="clip")  # an invalid label: NaN below
+    return valid, o_label, o_label == -jnp.inf
+
+
+def _row_rules(value, valid, w):
+    """NaN for an invalid label; 0 for an example that ``where`` masks out."""
+    value = jnp.where(valid, value, jnp.nan)
+    if w is not None:
+        value = jnp.where(jnp.any(w), value, 0.0)
+    return value
+
+
+def _cross_entropy_index_one(o, label, w):
+    """``log Z - (o_label - m) = -log softmax(o)_label`` for one example."""
+    if o.shape[0] == 0:  # no classes: every label is out of range
+        return _row_rules(jnp.zeros((), o.dtype), False, w)
+    _, m, _, log_z = _normalizer(o, w)
+    valid, o_label, impossible = _index_loss_parts(o, label, w)
+    # As in optax, the label's logit counts even where `where` excludes it.
+    loss = log_z - jnp.where(impossible, 0.0, o_label - m)
+    return _row_rules(jnp.where(impossible, jnp.inf, loss), valid, w)
+
+
+def _softmax_kept(o, w):
+    kept, _, shifted, log_z = _normalizer(o, w)
+    return kept, jnp.where(kept, jnp.exp(shifted - log_z), 0.0)
+
+
+def _grad_probs_one(o, y, w):
+    """d/do of `_cross_entropy_probs_one`: ``sum(y) softmax(o) - y`` on kept classes."""
+    kept, p = _softmax_kept(o, w)
+    total = jnp.sum(jnp.where(kept, y, 0.0))
+    grad = jnp.where(kept, total * p - y, 0.0)
+    return jnp.where(_impossible_mass(o, y, w), 0.0, grad)
+
+
+def _grad_index_one(o, label, w):
+    """d/do of `_cross_entropy_index_one`: ``softmax(o) - e_label``."""
+    if o.shape[0] == 0:
+        return jnp.zeros_like(o)
+    _, p = _softmax_kept(o, w)
+    valid, _, impossible = _index_loss_parts(o, label, w)
+    grad = p - (jnp.arange(o.shape[0]) == label).astype(p.dtype)
+    return _row_rules(jnp.where(impossible, 0.0, grad), valid, w)
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "is_index", "grad"))
+def _compute(logits, labels, where, *, layout, is_index, grad):
+    """The loss (or its gradient) of checked arguments, one compiled program.
+
+    Rows of (n, q), the per-example function mapped over them with `jax.vmap`,
+    and back to the layout of the logits. Compiled once per shape, so eager
+    calls run as one program too; under an outer ``jit`` it is inlined.
+    """
+    rows = layout.to_rows(logits)
+    if is_index:
+        targets = labels.reshape(layout.num_examples)
+        per_example = _grad_index_one if grad else _cross_entropy_index_one
+    else:
+        targets = layout.to_rows(labels.astype(logits.dtype))
+        per_example = _grad_probs_one if grad else _cross_entropy_probs_one
+    if where is not None:
+        where = layout.to_rows(broadcast_where(where, logits.shape, layout, jnp))
+    out = jax.vmap(per_example)(rows, targets, where)
+    return layout.from_rows(out) if grad else out.reshape(layout.batch_shape)
+
+
+# Public functions ---------------------------------------------------------------
+
+
+def cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """Per-example cross-entropy in nats: ``logsumexp(o) - <y, o>``.
 
     This is ``-sum_j y_j log softmax(o)_j``, the negative log-likelihood of the
@@ -211,19 +306,45 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     logits minus their maximum, which cancels exactly). Low-precision logits
     (bfloat16, float16) are computed in float32.
 
+    It takes the arguments of `optax.softmax_cross_entropy` and
+    `optax.softmax_cross_entropy_with_integer_labels` at once (the labels'
+    shape says which), so code written for optax moves over unchanged.
+
+    Masked classes: a logit of -inf is a class the model rules out. Labels
+    with no weight on it see it drop out (0 log 0 = 0, like
+    `optax.safe_softmax_cross_entropy`; a row of all -inf logits with all-zero
+    labels costs 0); weight on it makes the loss +inf. The derivative w.r.t.
+    such a y_j (truly +inf) is reported as 0 so that gradients stay finite;
+    on the other classes it is exactly ``-log softmax(o)_j``.
+
+    Out-of-range class indices (negative ones too) raise a ValueError when
+    the labels are concrete; under ``jit``, where XLA cannot raise, such an
+    example's loss is NaN (never a silent 0).
+
     Note on units: the lecture's worked example prints -log(0.78) = 0.108,
     which is the base-10 logarithm. In nats (natural log, what training
     minimises and what every library reports) it is 0.248; divide by ln(10)
     to get the lecture's number.
 
     Args:
-      logits: o, of shape (..., q).
-      labels: either integer class indices of shape (...), or probability
-        vectors (one-hot or soft) of shape (..., q). Float labels of shape
-        (...) are a TypeError.
+      logits: o, of shape (..., q) (classes on ``axis``).
+      labels: either integer class indices of the logits' shape without the
+        class axes, each in [0, q), or probability vectors (one-hot or soft)
+        of the logits' shape. Float labels of the shape of the indices are a
+        TypeError.
+      axis: the class axis, a tuple of class axes (flattened in the order
+        given: an integer label is then a flat index into that slice), or
+        None for all axes.
+      where: optional boolean mask, either over examples (the logits' shape
+        without the class axes) or broadcastable to the logits' shape (over
+        classes). Excluded classes leave the softmax; an example with nothing
+        included costs 0. As in optax, probability weight on an excluded
+        class is ignored, while an integer label's own logit counts even when
+        excluded. Examples masked out entirely may carry any label.
 
     Returns:
-      The loss of each example, shape (...), dtype at least float32.
+      The loss of each example: the logits' shape without the class axes,
+      dtype at least float32.
 
     Example (the lecture's logits for Dog, Cat, Bear, Tiger; the true class is
     Dog, index 0):
@@ -238,23 +359,50 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
       >>> y_hat = jnp.array([0.78, 0.12, 0.04, 0.06])  # sums to 1
       >>> js.cross_entropy(jnp.log(y_hat), jnp.array([1.0, 0.0, 0.0, 0.0]))
       Array(0.248, dtype=float32)
+
+      Classes on another axis, and a padded example masked out with ``where``:
+      >>> o = jnp.array([[3.2, 0.0], [1.3, 0.0], [0.2, 0.0], [0.8, 0.0]])
+      >>> js.cross_entropy(o, jnp.array([0, -1]), axis=0,
+      ...                  where=jnp.array([True, False]))
+      Array([0.255, 0.   ], dtype=float32)
     """
-    logits, targets = _prepare(logits, labels)
-    return _batched(_cross_entropy_one, logits, targets)
+    args = check_arguments(logits, labels, axis, where)
+    return _compute(
+        args.logits,
+        args.labels,
+        args.where,
+        layout=args.layout,
+        is_index=args.is_index,
+        grad=False,
+    )
 
 
-def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
+def cross_entropy_grad(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     """The closed-form gradient of `cross_entropy` w.r.t. the logits.
 
-    ``dl/do_j = softmax(o)_j - y_j``: predicted minus observed probability.
+    ``dl/do_j = softmax(o)_j - y_j``: predicted minus observed probability
+    (for labels that do not sum to 1, ``sum(y) softmax(o)_j - y_j``). It is
+    exactly what `jax.grad` gives for `cross_entropy` with the same
+    arguments: 0 on classes that ``where`` excludes or whose logit is -inf,
+    0 for examples masked out entirely or whose loss is +inf, and NaN for
+    an out-of-range label under ``jit`` (concrete ones raise).
 
     Args:
-      logits: o, of shape (..., q).
-      labels: integer class indices of shape (...) or probability vectors of
-        shape (..., q).
+      logits: o, of shape (..., q) (classes on ``axis``).
+      labels: integer class indices of the logits' shape without the class
+        axes, or probability vectors of the logits' shape.
+      axis: the class axis, a tuple of class axes, or None (as in
+        `cross_entropy`).
+      where: optional boolean mask over examples or classes (as in
+        `cross_entropy`).
 
     Returns:
-      An array of shape (..., q), dtype at least float32.
+      An array of the logits' shape, dtype at least float32.
 
     Example:
       >>> import jax.numpy as jnp
@@ -262,8 +410,15 @@ def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
       >>> js.cross_entropy_grad(jnp.array([0.0, 0.0]), jnp.array(1))
       Array([ 0.5, -0.5], dtype=float32)
     """
-    logits, targets = _prepare(logits, labels)
-    return _batched(lambda o, y: softmax(o) - y, logits, targets)
+    args = check_arguments(logits, labels, axis, where)
+    return _compute(
+        args.logits,
+        args.labels,
+        args.where,
+        layout=args.layout,
+        is_index=args.is_index,
+        grad=True,
+    )
 
 
 def l2_penalty(weights: ArrayLike) -> jax.Array:

@@ -2,60 +2,109 @@
 
 Each metric is written for one example and batched with `jax.vmap`; the
 batched results are means (or counts) over the leading axes.
+
+Integer labels outside [0, q) (negative ones too) raise a ValueError when they
+are concrete. Under ``jit``, where XLA cannot raise, they make `accuracy`,
+`top_k_accuracy` and `expected_calibration_error` NaN, and `confusion_matrix`
+leaves such examples out (its counts then sum to fewer than n): never a
+silent miss or a count in the wrong cell.
 """
 
 from __future__ import annotations
 
+import operator
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxsoft import _validation, losses
 
 __all__ = [
     "accuracy",
+    "calibration_gaps",
     "confusion_matrix",
     "expected_calibration_error",
     "top_k_accuracy",
 ]
 
 
-def _class_indices(logits: jax.Array, labels: ArrayLike) -> jax.Array:
-    """Labels of either layout -> integer class indices of shape (...)."""
-    labels = jnp.asarray(labels)
-    if _validation.is_class_index_labels(logits.shape, labels):
-        return labels
-    return jnp.argmax(labels, axis=-1)
+def _prepare(
+    logits: ArrayLike, labels: ArrayLike, where: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """-> logits (n, q), class indices (n,), whether each index is valid, and
+    which examples count (n,) bool (``where``, all by default).
 
-
-def _prepare(logits: ArrayLike, labels: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    logits = jnp.asarray(logits)
+    Concrete integer labels outside [0, q) raise here (unless ``where``
+    excludes them); traced ones are flagged invalid for the caller to turn
+    into NaN.
+    """
+    logits = _validation.as_array("logits", logits)
     _validation.check_floating("logits", logits)
     _validation.check_min_rank("logits", logits, 1)
-    indices = _class_indices(logits, labels)
-    q = logits.shape[-1]
-    return logits.reshape(-1, q), indices.reshape(-1)
+    q, batch_shape = logits.shape[-1], logits.shape[:-1]
+    included = None
+    if where is not None:
+        included = _validation.as_array("where", where)
+        if included.shape != batch_shape:
+            raise ValueError(
+                f"where must be a mask over examples of shape {batch_shape}, "
+                f"got shape {included.shape}."
+            )
+        included = included.astype(bool)
+    label_array = _validation.as_array("labels", labels)
+    if _validation.is_class_index_labels(logits.shape, label_array):
+        concrete_mask = (
+            None if included is None else _validation.concrete_value(included)
+        )
+        _validation.check_class_indices(labels, q, concrete_mask)
+        indices = label_array
+    else:  # probability vectors: their argmax is the label, always valid
+        indices = jnp.argmax(label_array, axis=-1)
+    indices = indices.reshape(-1)
+    valid = (indices >= 0) & (indices < q)
+    counted = (
+        jnp.ones(indices.shape, bool) if included is None else included.reshape(-1)
+    )
+    return logits.reshape(-1, q), indices, valid | ~counted, counted
+
+
+def _masked_mean(values: jax.Array, valid: jax.Array, counted: jax.Array) -> jax.Array:
+    """The mean of ``values`` over counted examples; NaN if one is invalid."""
+    total = jnp.sum(jnp.where(counted, _nan_where_invalid(values, valid), 0.0))
+    return total / jnp.sum(counted)
+
+
+def _nan_where_invalid(values: jax.Array, valid: jax.Array) -> jax.Array:
+    return jnp.where(valid, values, jnp.nan)
 
 
 def _top_k_hit_one(o: jax.Array, label: jax.Array, k: int) -> jax.Array:
     """1.0 if ``label`` is among the k largest logits of ``o`` (shape (q,)).
 
-    Ties count against the label: it is a hit when fewer than k classes score
-    strictly higher than it.
+    Ties count for the label: it is a hit when fewer than k classes score
+    strictly higher than it, i.e. when ``o[label]`` is at least the k-th
+    largest logit.
     """
-    return (jnp.sum(o > o[label]) < k).astype(jnp.float32)
+    return (jnp.sum(o > jnp.take(o, label, mode="clip")) < k).astype(jnp.float32)
 
 
-def accuracy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
+def accuracy(
+    logits: ArrayLike, labels: ArrayLike, where: ArrayLike | None = None
+) -> jax.Array:
     """The fraction of examples whose ``argmax_j o_j`` equals the label.
 
     Args:
       logits: o, of shape (..., q).
       labels: integer class indices of shape (...), or probability vectors of
         shape (..., q) (their argmax is the label).
+      where: optional bool mask of shape (...): the examples that count (the
+        mean is over those; e.g. padding masked out).
 
     Returns:
-      A float32 scalar in [0, 1].
+      A float32 scalar in [0, 1] (NaN under ``jit`` if a label is out of
+      range; concrete ones raise a ValueError).
 
     Example:
       >>> import jax.numpy as jnp
@@ -64,24 +113,32 @@ def accuracy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
       >>> js.accuracy(o, jnp.array([0, 1]))
       Array(0.5, dtype=float32)
     """
-    logits, indices = _prepare(logits, labels)
+    logits, indices, valid, counted = _prepare(logits, labels, where)
     hits = jax.vmap(lambda o, y: (jnp.argmax(o) == y).astype(jnp.float32))(
         logits, indices
     )
-    return jnp.mean(hits)
+    return _masked_mean(hits, valid, counted)
 
 
-def top_k_accuracy(logits: ArrayLike, labels: ArrayLike, k: int = 5) -> jax.Array:
+def top_k_accuracy(
+    logits: ArrayLike, labels: ArrayLike, k: int = 5, where: ArrayLike | None = None
+) -> jax.Array:
     """The fraction of examples whose label is among the k highest logits.
 
     Args:
       logits: o, of shape (..., q).
       labels: integer class indices of shape (...) or probability vectors of
         shape (..., q).
-      k: how many top classes count as a hit (1 <= k <= q).
+      k: how many top classes count as a hit (1 <= k <= q; an int or a NumPy
+        integer).
+      where: optional bool mask of shape (...): the examples that count.
 
     Returns:
-      A float32 scalar in [0, 1]; ``k=1`` is `accuracy` up to ties.
+      A float32 scalar in [0, 1]. Ties count for the label: an example is a
+      hit when fewer than k classes have a strictly larger logit than its
+      label's. So ``k=1`` is `accuracy` except on ties (where argmax picks
+      the first of the tied classes). NaN under ``jit`` if a label is out of
+      range (concrete ones raise a ValueError).
 
     Example:
       >>> import jax.numpy as jnp
@@ -89,26 +146,37 @@ def top_k_accuracy(logits: ArrayLike, labels: ArrayLike, k: int = 5) -> jax.Arra
       >>> o = jnp.array([[3.2, 1.3, 0.2], [0.1, 0.2, 0.9]])
       >>> js.top_k_accuracy(o, jnp.array([1, 0]), k=2)
       Array(0.5, dtype=float32)
+      >>> js.top_k_accuracy(jnp.array([[1.0, 1.0, 0.0]]), jnp.array([1]), k=1)
+      Array(1., dtype=float32)
     """
-    logits, indices = _prepare(logits, labels)
-    if not isinstance(k, int) or not 1 <= k <= logits.shape[-1]:
-        raise ValueError(f"k must be an int in [1, {logits.shape[-1]}], got {k!r}.")
-    hits = jax.vmap(lambda o, y: _top_k_hit_one(o, y, k))(logits, indices)
-    return jnp.mean(hits)
+    logits, indices, valid, counted = _prepare(logits, labels, where)
+    q = logits.shape[-1]
+    try:
+        k_int = operator.index(k)  # int and np.integer, not float
+    except TypeError:
+        k_int = 0
+    if isinstance(k, (bool, np.bool_)) or not 1 <= k_int <= q:
+        raise ValueError(f"k must be an int in [1, {q}], got {k!r}.")
+    hits = jax.vmap(lambda o, y: _top_k_hit_one(o, y, k_int))(logits, indices)
+    return _masked_mean(hits, valid, counted)
 
 
-def confusion_matrix(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
+def confusion_matrix(
+    logits: ArrayLike, labels: ArrayLike, where: ArrayLike | None = None
+) -> jax.Array:
     """Counts of (true class, predicted class) pairs.
 
     Args:
       logits: o, of shape (..., q).
       labels: integer class indices of shape (...) or probability vectors of
         shape (..., q).
+      where: optional bool mask of shape (...): the examples that count.
 
     Returns:
       An int32 array C of shape (q, q): ``C[i, j]`` is the number of examples
       of true class i predicted as j. Rows sum to the class counts; the
-      diagonal holds the correct predictions.
+      diagonal holds the correct predictions. Under ``jit``, examples with an
+      out-of-range label are left out (concrete ones raise).
 
     Example:
       >>> import jax.numpy as jnp
@@ -118,16 +186,62 @@ def confusion_matrix(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
       Array([[1, 1],
              [1, 0]], dtype=int32)
     """
-    logits, indices = _prepare(logits, labels)
+    logits, indices, valid, counted = _prepare(logits, labels, where)
     q = logits.shape[-1]
     predicted = jnp.argmax(logits, axis=-1)
-    flat_cell = indices * q + predicted
+    # Out of bounds (q * q) for an invalid label or an example not counted:
+    # dropped, never wrapped around into another cell as a negative index
+    # would be.
+    flat_cell = jnp.where(valid & counted, indices * q + predicted, q * q)
     counts = jnp.zeros((q * q,), jnp.int32).at[flat_cell].add(1, mode="drop")
     return counts.reshape(q, q)
 
 
+def calibration_gaps(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    num_bins: int = 15,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    """Per confidence bin, the sum over its examples of (correct - confidence).
+
+    The building block of `expected_calibration_error` that adds up over
+    batches: ``ECE = sum_b |gaps_b| / n`` for the gaps summed over every
+    batch of n examples in all.
+
+    Args:
+      logits: o, of shape (..., q).
+      labels: integer class indices of shape (...) or probability vectors of
+        shape (..., q).
+      num_bins: equal-width confidence bins over [0, 1].
+      where: optional bool mask of shape (...): the examples that count.
+
+    Returns:
+      A float32 array of shape (num_bins,) (NaN under ``jit`` if a counted
+      label is out of range; concrete ones raise a ValueError).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxsoft as js
+      >>> o = jnp.log(jnp.array([[0.9, 0.1], [0.9, 0.1]]))
+      >>> js.metrics.calibration_gaps(o, jnp.array([0, 1]), num_bins=2)
+      Array([ 0. , -0.8], dtype=float32)
+    """
+    logits, indices, valid, counted = _prepare(logits, labels, where)
+    num_bins = _validation.positive_int("num_bins", num_bins)
+    probs = losses.softmax(logits.astype(_validation.compute_dtype(logits.dtype)))
+    confidence = jnp.max(probs, axis=-1)
+    correct = (jnp.argmax(logits, axis=-1) == indices).astype(jnp.float32)
+    gap = jnp.where(counted, _nan_where_invalid(correct, valid) - confidence, 0.0)
+    bins = jnp.clip((confidence * num_bins).astype(jnp.int32), 0, num_bins - 1)
+    return jax.ops.segment_sum(gap, bins, num_bins)
+
+
 def expected_calibration_error(
-    logits: ArrayLike, labels: ArrayLike, num_bins: int = 15
+    logits: ArrayLike,
+    labels: ArrayLike,
+    num_bins: int = 15,
+    where: ArrayLike | None = None,
 ) -> jax.Array:
     """How far confidence is from accuracy: ``sum_b (n_b / n) |acc_b - conf_b|``.
 
@@ -135,16 +249,18 @@ def expected_calibration_error(
     grouped into ``num_bins`` equal-width confidence bins over [0, 1]; within
     bin b, acc_b is the fraction predicted correctly and conf_b the mean
     confidence. A calibrated model (confidence 0.8 is right 80% of the time)
-    scores 0.
+    scores 0. Built on `calibration_gaps`, which adds up over batches.
 
     Args:
       logits: o, of shape (..., q).
       labels: integer class indices of shape (...) or probability vectors of
         shape (..., q).
-      num_bins: the number of confidence bins.
+      num_bins: the number of confidence bins (an int or a NumPy integer).
+      where: optional bool mask of shape (...): the examples that count.
 
     Returns:
-      A float32 scalar in [0, 1].
+      A float32 scalar in [0, 1] (NaN under ``jit`` if a label is out of
+      range; concrete ones raise a ValueError).
 
     Example:
       >>> import jax.numpy as jnp
@@ -153,12 +269,11 @@ def expected_calibration_error(
       >>> js.expected_calibration_error(o, jnp.array([0, 1]))  # right 50%
       Array(0.4, dtype=float32)
     """
-    logits, indices = _prepare(logits, labels)
-    if not isinstance(num_bins, int) or num_bins < 1:
-        raise ValueError(f"num_bins must be a positive int, got {num_bins!r}.")
-    probs = losses.softmax(logits.astype(_validation.compute_dtype(logits.dtype)))
-    confidence = jnp.max(probs, axis=-1)
-    correct = (jnp.argmax(logits, axis=-1) == indices).astype(jnp.float32)
-    bins = jnp.clip((confidence * num_bins).astype(jnp.int32), 0, num_bins - 1)
-    gap_per_bin = jax.ops.segment_sum(correct - confidence, bins, num_bins)
-    return jnp.sum(jnp.abs(gap_per_bin)) / confidence.shape[0]
+    gaps = calibration_gaps(logits, labels, num_bins, where)
+    logits = _validation.as_array("logits", logits)
+    count = (
+        np.prod(logits.shape[:-1])
+        if where is None
+        else jnp.sum(_validation.as_array("where", where).astype(bool))
+    )
+    return jnp.sum(jnp.abs(gaps)) / count

@@ -9,14 +9,14 @@ For an example x in R^d and q classes, with W in R^{d x q} and b in R^q:
 
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from jaxsoft import losses
+from jaxsoft import _validation, losses
 
 __all__ = [
     "Params",
@@ -92,13 +92,7 @@ def init_params(
 
 def _positive_int(name: str, value: object) -> int:
     """``value`` as an int >= 1 (NumPy integers too; not bools)."""
-    try:
-        number = operator.index(value)  # int and np.integer, not float
-    except TypeError:
-        number = 0
-    if isinstance(value, bool) or number < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return number
+    return _validation.positive_int(name, value)
 
 
 def check_params(params: Params) -> None:
@@ -132,7 +126,9 @@ def logits(params: Params, x: ArrayLike) -> jax.Array:
 
     Args:
       params: `Params` with W (d, q) and b (q,).
-      x: one example of shape (d,) or a batch of shape (n, d).
+      x: one example of shape (d,) or a batch of shape (n, d). Floating x is
+        used as is; bool or integer x is converted to W's dtype; anything
+        else (strings, objects) is a TypeError.
 
     Returns:
       Logits of shape (q,) or (n, q).
@@ -146,7 +142,20 @@ def logits(params: Params, x: ArrayLike) -> jax.Array:
              [4., 5., 6.]], dtype=float32)
     """
     check_params(params)
+    if not isinstance(x, jax.Array):  # NumPy data: check before JAX sees it
+        x = np.asarray(x)
+    if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == np.bool_) or (
+        jnp.issubdtype(x.dtype, jnp.complexfloating)
+    ):
+        raise TypeError(
+            f"x must be numeric, got dtype {x.dtype}. Pass real-valued "
+            "features (floating point, integer or bool), e.g. "
+            "x.astype(np.float32)."
+        )
     x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        w_dtype = jnp.result_type(params.W)
+        x = x.astype(w_dtype if jnp.issubdtype(w_dtype, jnp.floating) else jnp.float32)
     if x.ndim not in (1, 2):
         raise ValueError(
             f"x must be one example of shape (d,) or a batch of shape (n, d), "

@@ -28,12 +28,16 @@ def loss(
 
     Args:
       params: `Params` with W (d, q) and b (q,).
-      x: inputs of shape (n, d) (or one example of shape (d,)).
-      y: integer labels of shape (n,) or probability vectors of shape (n, q).
+      x: inputs of shape (n, d) (or one example of shape (d,)); numeric
+        (bool and integer x are converted), else a TypeError.
+      y: integer labels of shape (n,), each in [0, q), or probability vectors
+        of shape (n, q).
       l2: the L2 regularisation strength (>= 0); may be a traced value.
 
     Returns:
-      A scalar in nats, dtype at least float32.
+      A scalar in nats, dtype at least float32. A label outside [0, q) is a
+      ValueError when the labels are concrete; under ``jit`` it makes the loss
+      NaN (never a silent 0).
 
     Example:
       >>> import jax

@@ -26,6 +26,7 @@ __all__ = [
     "check_params",
     "finite_float",
     "non_negative_float",
+    "non_negative_int",
     "positive_float",
     "positive_int",
     "validate_split",
@@ -46,6 +47,13 @@ def positive_int(name: str, value: Any) -> int:
     """``value`` as an int >= 1, or a ValueError naming ``name``."""
     if not _is_integer(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    """``value`` as an int >= 0, or a ValueError naming ``name``."""
+    if not _is_integer(value) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
     return int(value)
 
 
@@ -150,8 +158,8 @@ def validate_split(
         raise ValueError(f"the {split} split is empty: there is nothing to use.")
     if num_features is not None and x.shape[1] != num_features:
         raise ValueError(
-            f"x_{split} has {x.shape[1]} features but the parameters expect "
-            f"d = {num_features}."
+            f"x_{split} has {x.shape[1]} features but d = {num_features} are "
+            "expected (the model's, or the training split's, number of features)."
         )
     # jnp.issubdtype also knows ml_dtypes' bfloat16, which NumPy does not.
     is_float = jnp.issubdtype(x.dtype, jnp.floating)

@@ -39,3 +39,35 @@ def fake_dataset(
         class_names=tuple(f"class{j}" for j in range(num_classes)),
         image_shape=image_shape,
     )
+
+
+def install_fake_datasets(monkeypatch, datasets: dict[str, Dataset]) -> list[dict]:
+    """Makes `jaxsoft.data.load` and `describe` serve ``datasets`` by name.
+
+    Returns the list of ``load`` calls, in order, each a dict of name,
+    data_dir and manual_dir (to check that a run refused its inputs before
+    loading anything).
+    """
+    import jaxsoft.data
+    from jaxsoft.data.dataset import DatasetInfo
+
+    calls: list[dict] = []
+
+    def find(name: str) -> Dataset:
+        if name not in datasets:
+            raise jaxsoft.data.UnknownDatasetError(f"unknown dataset {name!r}")
+        return datasets[name]
+
+    def load(name="digits", *, data_dir=None, manual_dir=None, **kwargs):
+        calls.append({"name": name, "data_dir": data_dir, "manual_dir": manual_dir})
+        return find(name)
+
+    def describe(name="digits", *, data_dir=None):
+        ds = find(name)
+        return DatasetInfo(
+            name, ds.num_features, ds.num_classes, ds.class_names, ds.image_shape
+        )
+
+    monkeypatch.setattr(jaxsoft.data, "load", load)
+    monkeypatch.setattr(jaxsoft.data, "describe", describe)
+    return calls

@@ -1,8 +1,13 @@
-"""Shared fixtures: where the offline datasets of ``shared/`` live.
+"""Shared fixtures: where the offline datasets of ``shared/`` live; the
+hypothesis profile.
 
 ``JAXSOFT_SHARED_DIR`` overrides the shared folder (default: ``../shared``
 next to the repository root). Tests that need a dataset from it skip with the
 reason when it is absent.
+
+Property tests run under the "jaxsoft" hypothesis profile: no deadline (the
+first example of a shape pays for XLA compilation) and few examples, to keep
+the suite fast. ``HYPOTHESIS_PROFILE=thorough`` runs many more.
 """
 
 from __future__ import annotations
@@ -11,6 +16,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("jaxsoft", deadline=None, max_examples=60)
+settings.register_profile("thorough", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxsoft"))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MNIST_FILES = (

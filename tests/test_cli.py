@@ -10,16 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _fake_data import fake_dataset
+from _fake_data import fake_dataset, install_fake_datasets
 from PIL import Image
 
 import jaxsoft.data
-from jaxsoft import checkpoint, cli, train
+from jaxsoft import checkpoint, cli, experiment, train
+from jaxsoft.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--epochs", "3", "--batch-size", "16"]
@@ -27,20 +27,12 @@ FAST = ["--epochs", "3", "--batch-size", "16"]
 
 @pytest.fixture
 def fake_data(monkeypatch) -> dict:
-    """Replaces jaxsoft.data.load with a loader of small synthetic datasets."""
+    """Replaces jaxsoft.data.load/describe with small synthetic datasets."""
     datasets = {
         "fake": fake_dataset("fake"),
         "wide": fake_dataset("wide", image_shape=(5, 5, 1)),
     }
-    calls: list[dict] = []
-
-    def load(name="digits", *, data_dir=None, manual_dir=None):
-        calls.append({"name": name, "data_dir": data_dir, "manual_dir": manual_dir})
-        if name not in datasets:
-            raise jaxsoft.data.UnknownDatasetError(f"unknown dataset {name!r}")
-        return datasets[name]
-
-    monkeypatch.setattr(jaxsoft.data, "load", load)
+    calls = install_fake_datasets(monkeypatch, datasets)
     return {"datasets": datasets, "calls": calls}
 
 
@@ -64,11 +56,16 @@ def final_params(out: Path):
 
 def test_train_writes_everything(fake_data, tmp_path, capsys):
     out = tmp_path / "run"
+    manual = tmp_path / "M"
+    manual.mkdir()
+    data_dir = str(tmp_path / "D")
     code, stdout, stderr = train_fake(
-        out, capsys, "--data-dir", "D", "--manual-dir", "M"
+        out, capsys, "--data-dir", data_dir, "--manual-dir", str(manual)
     )
     assert code == 0, stderr
-    assert fake_data["calls"] == [{"name": "fake", "data_dir": "D", "manual_dir": "M"}]
+    assert fake_data["calls"] == [
+        {"name": "fake", "data_dir": data_dir, "manual_dir": str(manual)}
+    ]
     assert stdout.count("epoch ") >= 3
     assert "done: 3 epochs" in stdout
     for name in ("curves.png", "weights.png", "confusion.png", "summary.json"):
@@ -81,7 +78,8 @@ def test_train_writes_everything(fake_data, tmp_path, capsys):
     assert summary["epochs"] == 3
     assert summary["test"]["num_examples"] == 45
     assert summary["test"]["accuracy"] == records[-1]["test_accuracy"]
-    assert summary["config"]["optimizer"] == cli.DEFAULTS["optimizer"]
+    assert summary["config"]["optimizer"] == Config().optimizer
+    assert summary["test"]["top_5_accuracy"] is None  # only 3 classes
     _, _, meta = final_params(out)
     assert meta["epoch"] == 3
     assert meta["config"]["image_shape"] == [4, 4, 1]
@@ -101,7 +99,7 @@ def test_train_refuses_to_overwrite_silently(fake_data, tmp_path, capsys):
 def test_interrupted_then_resumed_equals_uninterrupted(
     fake_data, tmp_path, capsys, monkeypatch
 ):
-    args = ["--epochs", "5", "--batch-size", "16"]
+    args = ["--epochs", "5", "--batch-size", "16", "--checkpoint-every", "1"]
     reference = tmp_path / "reference"
     assert (
         run(["train", "--dataset", "fake", "--out", str(reference), *args], capsys)[0]
@@ -110,8 +108,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(
 
     real_save = checkpoint.Checkpointer.save
 
-    def save_then_interrupt(self, state, config, history):
-        real_save(self, state, config, history)
+    def save_then_interrupt(self, state, config):
+        real_save(self, state, config)
         if state.epoch == 2:
             raise KeyboardInterrupt
 
@@ -200,17 +198,18 @@ def test_divergence_keeps_the_last_good_checkpoint(
     [
         ([], "required"),
         (["bogus"], "invalid choice"),
-        (["train", "--epochs", "0"], "must be >= 1"),
+        (["train", "--epochs", "0"], "--epochs: epochs must be a positive integer"),
         (["train", "--epochs", "ten"], "not an integer"),
-        (["train", "--batch-size", "-2"], "must be >= 1"),
+        (["train", "--batch-size", "-2"], "batch_size must be a positive integer"),
         (["train", "--optimizer", "adamax2"], "invalid choice"),
         (["train", "--schedule", "steps"], "invalid choice"),
         (["train", "--lr", "fast"], "not a number"),
-        (["train", "--lr", "-1"], "learning_rate must be"),
-        (["train", "--lr", "0"], "learning_rate must be"),
+        (["train", "--lr", "-1"], "--lr: learning_rate must be"),
+        (["train", "--lr", "0"], "--lr: learning_rate must be"),
         (["train", "--l2", "-0.5"], "l2 must be"),
         (["train", "--l2", "nan"], "l2 must be"),
-        (["train", "--seed", "99999999999999999999"], f"must be in [0, {2**63})"),
+        (["train", "--seed", "99999999999999999999"], "in [0, 2**63)"),
+        (["train", "--checkpoint-every", "0"], "--checkpoint-every: checkpoint_every"),
         (["train", "--batch-size", "1000"], "larger than the 120 training examples"),
         (["train", "--resume", "--overwrite"], "not allowed with"),
         (["evaluate"], "--checkpoint"),
@@ -228,7 +227,9 @@ def test_bad_arguments_exit_2_without_traceback(
     assert stderr.startswith("jaxsoft: error:")
     assert message in stderr
     assert "Traceback" not in stderr
-    assert not (tmp_path / "runs" / "fake" / "checkpoints").exists()
+    assert not (tmp_path / "runs" / "fake").exists()
+    if "--batch-size" not in argv or "1000" not in argv:
+        assert fake_data["calls"] == []  # refused before loading the data
 
 
 @pytest.mark.parametrize(
@@ -245,12 +246,55 @@ def test_overwrite_with_a_mistake_keeps_the_old_run(bad, fake_data, tmp_path, ca
     assert after[2]["epoch"] == before[2]["epoch"]
 
 
+def test_a_second_train_into_the_same_out_is_refused(fake_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    script = (
+        "import sys, time; from jaxsoft.run_folder import RunFolder\n"
+        f"with RunFolder({str(out)!r}).lock():\n"
+        "    print('locked', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, _, stderr = train_fake(out, capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2
+    assert f"is in use by another jaxsoft train (pid {holder.pid})" in stderr
+    assert fake_data["calls"] == []
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+    assert train_fake(out, capsys)[0] == 0  # the dead holder's lock is taken over
+
+
+def test_out_that_is_a_file_names_the_option(fake_data, tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    code, _, stderr = train_fake(a_file, capsys)
+    assert code == 2 and f"--out {a_file} is a file" in stderr
+    assert a_file.read_text() == "keep me"
+
+
+def test_a_bug_is_not_reported_as_a_usage_error(fake_data, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(experiment, "train_and_evaluate", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        cli.main(["train", "--dataset", "fake", "--out", str(tmp_path / "run")])
+
+
 def test_unknown_dataset(fake_data, tmp_path, capsys):
     code, _, stderr = run(
         ["train", "--dataset", "nope", "--out", str(tmp_path)], capsys
     )
     assert code == 2
-    assert "cannot load dataset 'nope'" in stderr
+    assert "unknown dataset 'nope'" in stderr.lower()
 
 
 def test_help(capsys):
@@ -308,11 +352,16 @@ def test_evaluate_errors(trained, tmp_path, capsys):
 
 def test_unwritable_output_is_a_clear_error(trained, tmp_path, capsys):
     report = tmp_path / "no such folder" / "metrics.json"
-    code, _, stderr = run(
+    code, stdout, stderr = run(
         ["evaluate", "--checkpoint", str(trained), "--json", str(report)], capsys
     )
     assert code == 2 and "Traceback" not in stderr
-    assert "no such folder" in stderr
+    assert f"--json {report}" in stderr and "does not exist" in stderr
+    assert stdout == ""  # refused before evaluating anything
+    code, stdout, stderr = run(
+        ["evaluate", "--checkpoint", str(trained), "--json", str(tmp_path)], capsys
+    )
+    assert code == 2 and "is a folder" in stderr and stdout == ""
 
 
 # ------------------------------------------------------------------ predict
@@ -372,6 +421,30 @@ def test_predict_errors(trained, tmp_path, capsys):
     assert "Traceback" not in stderr
 
 
+def _png_header_claiming(path: Path, width: int, height: int) -> Path:
+    """A valid 1x1 PNG whose header claims ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_predict_refuses_a_decompression_bomb(trained, tmp_path, capsys):
+    bomb = _png_header_claiming(tmp_path / "huge.png", 20_000, 20_000)
+    code, _, stderr = run(["predict", "--checkpoint", str(trained), str(bomb)], capsys)
+    assert code == 2
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert str(bomb) in stderr and "too large" in stderr
+    assert f"{Image.MAX_IMAGE_PIXELS:,}" in stderr
+
+
 # ------------------------------------------------------------------ real digits
 
 
@@ -395,7 +468,8 @@ def test_train_with_defaults_on_digits(digits_data_dir, tmp_path, capsys, monkey
 def test_killed_run_resumes_to_the_same_parameters(digits_data_dir, tmp_path, capsys):
     """SIGKILL a `python -m jaxsoft train` after its first checkpoint, resume it,
     and compare with an uninterrupted run."""
-    args = ["--epochs", "15", "--batch-size", "64", "--data-dir", str(digits_data_dir)]
+    args = ["--epochs", "15", "--batch-size", "64", "--checkpoint-every", "1"]
+    args += ["--data-dir", str(digits_data_dir)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "jaxsoft", "train", "--out", str(killed), *args]
@@ -432,8 +506,8 @@ def test_killed_run_resumes_to_the_same_parameters(digits_data_dir, tmp_path, ca
     w_ref, b_ref, _ = final_params(reference)
     w, b, meta = final_params(killed)
     assert meta["epoch"] == 15
-    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(w, w_ref)  # bitwise
+    np.testing.assert_array_equal(b, b_ref)
 
 
 def test_python_dash_m_help():
@@ -446,5 +520,20 @@ def test_python_dash_m_help():
     )
     assert result.returncode == 0
     assert "evaluate" in result.stdout
-    # jax is imported lazily enough that --help is not slowed by compiling.
-    assert jax.__version__
+
+
+def test_help_imports_neither_tensorflow_nor_orbax():
+    script = (
+        "import sys; from jaxsoft import cli; cli.main(['train', '--help']); "
+        "print('tensorflow' in sys.modules, 'orbax.checkpoint' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "False False"
+    assert "--checkpoint-every" in result.stdout  # flags derived from Config

@@ -12,13 +12,10 @@ import optax
 import pytest
 from _strategies import logits, logits_and_labels, soft_labels_for
 from absl.testing import parameterized
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import jaxsoft as js
-
-settings.register_profile("jaxsoft", deadline=None, max_examples=60)
-settings.load_profile("jaxsoft")
 
 # Property tests call compiled functions: one compilation per shape instead of
 # one per primitive per shape in eager mode. `JitTest` checks jit == no jit.
@@ -27,6 +24,34 @@ log_softmax = jax.jit(js.log_softmax)
 logsumexp = jax.jit(js.logsumexp)
 cross_entropy = jax.jit(js.cross_entropy)
 cross_entropy_grad = jax.jit(js.cross_entropy_grad)
+
+
+# Independent references: NumPy, float64, one example at a time. -inf logits are
+# masked classes; a label puts no weight on them (as the strategies draw).
+
+
+def log_softmax64(row: np.ndarray) -> np.ndarray:
+    """log softmax of one row in float64; -inf stays -inf."""
+    row = np.asarray(row, np.float64)
+    finite = np.isfinite(row)
+    m = row[finite].max()
+    log_z = m + np.log(np.sum(np.exp(row[finite] - m)))
+    return np.where(finite, row - log_z, -np.inf)
+
+
+def cross_entropy64(o: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """-sum_j p_ij log softmax(o_i)_j for each row i, with 0 log 0 = 0."""
+    losses = []
+    for row, weights in zip(o, p, strict=True):
+        log_p = log_softmax64(row)
+        losses.append(
+            -sum(w * lp for w, lp in zip(weights, log_p, strict=True) if w != 0)
+        )
+    return np.array(losses)
+
+
+def one_hot64(y: np.ndarray, q: int) -> np.ndarray:
+    return np.array([[1.0 if j == label else 0.0 for j in range(q)] for label in y])
 
 
 # The lecture's worked examples -------------------------------------------------
@@ -152,8 +177,16 @@ def test_one_hot_rows_pick_the_class(q_and_labels):
 def test_one_hot_rejects_float_labels_and_bad_num_classes():
     with pytest.raises(TypeError, match="integer class indices"):
         js.one_hot(jnp.array([0.0, 1.0]), 2)
-    with pytest.raises(ValueError, match="positive int"):
-        js.one_hot(jnp.array([0, 1]), 0)
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="positive int"):
+            js.one_hot(jnp.array([0, 1]), bad)
+
+
+def test_one_hot_takes_numpy_integers_and_gives_zero_rows_out_of_range():
+    y = js.one_hot(np.array([2, -1, 3]), np.int64(3))
+    # As its docstring says (and like jax.nn.one_hot): -1 is not the last class.
+    np.testing.assert_array_equal(y, [[0, 0, 1], [0, 0, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(y, jax.nn.one_hot(np.array([2, -1, 3]), 3))
 
 
 # cross_entropy ---------------------------------------------------------------------
@@ -241,18 +274,32 @@ def test_cross_entropy_over_extra_leading_axes():
     y = jnp.array([[0, 1, 4], [3, 3, 2]])
     loss = cross_entropy(o, y)
     assert loss.shape == (2, 3)
-    np.testing.assert_allclose(
-        loss.reshape(-1), cross_entropy(o.reshape(6, 5), y.reshape(6)), rtol=1e-6
-    )
+    o64, y64 = np.asarray(o, np.float64), np.asarray(y)
+    expected = [
+        [-log_softmax64(o64[i, j])[y64[i, j]] for j in range(3)] for i in range(2)
+    ]
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
 
 @given(logits_and_labels())
-def test_batched_equals_vmap_of_single_examples(o_y):
+def test_batched_loss_and_gradient_match_a_float64_loop(o_y):
     o, y = o_y
-    single = jax.jit(jax.vmap(js.cross_entropy))(o, y)  # each call sees (q,) and ()
-    np.testing.assert_array_equal(cross_entropy(o, y), single)
-    grad_single = jax.jit(jax.vmap(js.cross_entropy_grad))(o, y)
-    np.testing.assert_array_equal(cross_entropy_grad(o, y), grad_single)
+    q = o.shape[1]
+    expected = [-log_softmax64(row)[label] for row, label in zip(o, y, strict=True)]
+    np.testing.assert_allclose(cross_entropy(o, y), expected, rtol=1e-6, atol=1e-6)
+    expected_grad = [
+        np.exp(log_softmax64(row)) - one_hot64([label], q)[0]
+        for row, label in zip(o, y, strict=True)
+    ]
+    np.testing.assert_allclose(cross_entropy_grad(o, y), expected_grad, atol=1e-6)
+
+
+@given(logits().flatmap(lambda o: st.tuples(st.just(o), soft_labels_for(o))))
+def test_batched_loss_with_soft_labels_matches_a_float64_loop(o_p):
+    o, p = o_p
+    np.testing.assert_allclose(
+        cross_entropy(o, p), cross_entropy64(o, p), rtol=1e-5, atol=1e-5
+    )
 
 
 # The gradient -------------------------------------------------------------------
@@ -284,11 +331,99 @@ def test_loss_and_gradient_stay_finite_at_extreme_logits(o_y):
     assert np.all(np.isfinite(grad))
 
 
+grad_wrt_labels = jax.jit(jax.grad(lambda p, o: jnp.sum(js.cross_entropy(o, p))))
+
+
+def test_gradient_w_r_t_labels_is_minus_log_softmax():
+    # The loss is linear in y with slope -log softmax(o)_j, also where y_j = 0.
+    o = np.array([10.0, 1.0, -2.0], np.float32)
+    y = np.array([0.0, 1.0, 0.0], np.float32)
+    expected = -log_softmax64(o)  # (1.3e-4, 9.00013, 12.00013)
+    # float32: log(sum exp(o - max)) = log(1.00013) is good to ~1e-7 absolute.
+    np.testing.assert_allclose(grad_wrt_labels(y, o), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(expected, [1.3e-4, 9.00013, 12.00013], atol=1e-5)
+
+
+@given(logits().flatmap(lambda o: st.tuples(st.just(o), soft_labels_for(o))))
+def test_gradient_w_r_t_soft_labels_is_minus_log_softmax(o_p):
+    o, p = o_p
+    # On a masked class (-inf) the derivative, truly +inf, is reported as 0.
+    expected = [np.where(np.isfinite(row), -log_softmax64(row), 0.0) for row in o]
+    np.testing.assert_allclose(grad_wrt_labels(p, o), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_gradient_w_r_t_soft_labels_is_finite_with_masks():
     o = jnp.array([2.0, -jnp.inf, 0.5])
     p = jnp.array([0.5, 0.0, 0.5])
     grad_p = jax.grad(lambda p: cross_entropy(o, p))(p)
-    assert np.all(np.isfinite(grad_p))
+    expected = -log_softmax64(o)
+    np.testing.assert_allclose(grad_p, [expected[0], 0.0, expected[2]], rtol=1e-6)
+
+
+def test_all_masked_row_with_zero_labels_costs_zero_with_finite_gradients():
+    # optax.safe_softmax_cross_entropy's convention 0 log 0 = 0, for a whole row.
+    o = jnp.array([[-jnp.inf, -jnp.inf, -jnp.inf], [1.0, -jnp.inf, 0.0]])
+    p = jnp.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.5]])
+    loss = cross_entropy(o, p)
+    assert float(loss[0]) == 0.0
+    np.testing.assert_allclose(loss[1], cross_entropy64(o[1:], p[1:])[0], rtol=1e-6)
+    grad_o, grad_p = jax.grad(lambda o, p: jnp.sum(cross_entropy(o, p)), (0, 1))(o, p)
+    assert np.all(np.isfinite(grad_o)) and np.all(np.isfinite(grad_p))
+    np.testing.assert_array_equal(grad_o[0], 0.0)
+    np.testing.assert_array_equal(cross_entropy_grad(o, p)[0], 0.0)
+
+
+def test_weight_on_a_masked_class_costs_infinity():
+    o = jnp.array([-jnp.inf, 0.0, 0.0])
+    assert float(cross_entropy(o, jnp.array([0.4, 0.3, 0.3]))) == math.inf
+    assert float(cross_entropy(o, jnp.array(0))) == math.inf
+    grad = jax.grad(lambda o: cross_entropy(o, jnp.array(0)))(o)
+    assert np.all(np.isfinite(grad))
+
+
+# Out-of-range class indices -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "labels, bad",
+    [
+        ([5], "5"),
+        ([0, -1], "-1"),
+        (np.array([0, 3]), "3"),
+        (jnp.array([7, 0]), "7"),
+        (np.array([2**33]), "8589934592"),  # would wrap to 0 as int32
+    ],
+)
+def test_concrete_out_of_range_labels_raise(labels, bad):
+    o = jnp.zeros((len(labels), 3))
+    match = rf"label {bad} .*\[0, 3\)"
+    for fn in (js.cross_entropy, js.cross_entropy_grad):
+        with pytest.raises(ValueError, match=match):
+            fn(o, labels)
+    # Closed over by a jitted function, the labels are concrete too.
+    with pytest.raises(ValueError, match=match):
+        jax.jit(lambda o: js.cross_entropy(o, labels))(o)
+
+
+def test_out_of_range_labels_under_jit_give_nan_not_zero():
+    o = jnp.array([[1.0, 2.0, 3.0]] * 4)
+    y = jnp.array([0, 3, -1, 2])
+    loss = np.asarray(cross_entropy(o, y))
+    assert np.isnan(loss[1]) and np.isnan(loss[2])
+    np.testing.assert_allclose(loss[[0, 3]], cross_entropy(o[:2], jnp.array([0, 2])))
+    grad = np.asarray(cross_entropy_grad(o, y))
+    assert np.all(np.isnan(grad[1:3])) and np.all(np.isfinite(grad[[0, 3]]))
+    assert np.isnan(jax.jit(jax.vmap(js.cross_entropy))(o, y)[1])
+
+
+def test_labels_of_examples_masked_out_with_where_are_not_checked():
+    o = jnp.zeros((3, 4))
+    y = np.array([1, -1, 2])  # -1: padding
+    where = np.array([True, False, True])
+    loss = js.cross_entropy(o, y, where=where)
+    np.testing.assert_allclose(loss, [math.log(4), 0.0, math.log(4)], rtol=1e-6)
+    with pytest.raises(ValueError, match="label -1"):
+        js.cross_entropy(o, y, where=np.array([True, True, False]))
 
 
 # Low precision -------------------------------------------------------------------

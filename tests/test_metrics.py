@@ -7,15 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _strategies import logits_and_labels
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import jaxsoft as js
 
-settings.register_profile("jaxsoft", deadline=None, max_examples=60)
-settings.load_profile("jaxsoft")
-
 accuracy = jax.jit(js.accuracy)
 confusion_matrix = jax.jit(js.confusion_matrix)
+top_k_accuracy = jax.jit(js.top_k_accuracy, static_argnames="k")
+expected_calibration_error = jax.jit(
+    js.expected_calibration_error, static_argnames="num_bins"
+)
 
 
 @given(logits_and_labels(magnitude=5.0, masked=False))
@@ -31,7 +34,7 @@ def test_accuracy_is_the_fraction_of_argmax_hits(o_y):
 def test_top_k_accuracy_is_monotone_and_bounded(o_y):
     o, y = o_y
     q = o.shape[1]
-    values = [float(js.top_k_accuracy(o, y, k=k)) for k in range(1, q + 1)]
+    values = [float(top_k_accuracy(o, y, k=k)) for k in range(1, q + 1)]
     assert values == sorted(values)
     assert values[-1] == 1.0
     # Without ties, top-1 is accuracy.
@@ -39,9 +42,51 @@ def test_top_k_accuracy_is_monotone_and_bounded(o_y):
         assert values[0] == pytest.approx(float(accuracy(o, y)))
 
 
+@st.composite
+def tied_logits_and_labels(draw):
+    """Logits from {0, 1, 2}: most rows have ties, often at the label."""
+    n = draw(st.sampled_from([1, 4, 8]))
+    q = draw(st.sampled_from([2, 3, 5]))
+    o = draw(hnp.arrays(np.int32, (n, q), elements=st.integers(0, 2)))
+    y = draw(hnp.arrays(np.int32, (n,), elements=st.integers(0, q - 1)))
+    return o.astype(np.float32), y
+
+
+@given(tied_logits_and_labels(), st.integers(1, 5))
+def test_top_k_accuracy_counts_ties_for_the_label(o_y, k):
+    o, y = o_y
+    k = min(k, o.shape[1])
+    # A hit when the label's logit is at least the k-th largest (sorted, with
+    # repeats): no class ranked by position, ties go to the label.
+    kth_largest = np.sort(o, axis=1)[:, -k]
+    expected = np.mean(o[np.arange(len(y)), y] >= kth_largest)
+    assert float(top_k_accuracy(o, y, k=k)) == pytest.approx(expected)
+
+
+def test_top_k_accuracy_with_a_tie_at_the_boundary():
+    o = jnp.array([[2.0, 1.0, 1.0, 0.0]])
+    # Classes 1 and 2 tie for second place: with k=2 both count as hits.
+    assert float(js.top_k_accuracy(o, jnp.array([1]), k=2)) == 1.0
+    assert float(js.top_k_accuracy(o, jnp.array([2]), k=2)) == 1.0
+    assert float(js.top_k_accuracy(o, jnp.array([3]), k=3)) == 0.0
+
+
 def test_top_k_accuracy_rejects_bad_k():
-    with pytest.raises(ValueError, match=r"k must be an int in \[1, 3\]"):
-        js.top_k_accuracy(jnp.zeros((2, 3)), jnp.array([0, 1]), k=4)
+    for bad in (4, 0, 2.0, True):
+        with pytest.raises(ValueError, match=r"k must be an int in \[1, 3\]"):
+            js.top_k_accuracy(jnp.zeros((2, 3)), jnp.array([0, 1]), k=bad)
+
+
+def test_numpy_integers_are_accepted_for_k_and_num_bins():
+    o = jnp.array([[3.0, 1.0, 2.0], [0.0, 2.0, 1.0]])
+    y = jnp.array([2, 0])
+    assert float(js.top_k_accuracy(o, y, k=np.int64(2))) == pytest.approx(0.5)
+    assert float(js.top_k_accuracy(o, y, k=np.int32(3))) == 1.0
+    assert float(
+        js.expected_calibration_error(o, y, num_bins=np.int64(4))
+    ) == pytest.approx(float(js.expected_calibration_error(o, y, num_bins=4)))
+    with pytest.raises(ValueError, match="num_bins must be a positive int"):
+        js.expected_calibration_error(o, y, num_bins=np.int64(0))
 
 
 @given(logits_and_labels(magnitude=5.0, masked=False))
@@ -71,9 +116,39 @@ def test_expected_calibration_error_matches_numpy(o_y):
         if in_bin.any():
             gap = correct[in_bin].mean() - confidence[in_bin].mean()
             expected += in_bin.mean() * abs(gap)
-    ece = float(js.expected_calibration_error(o, y, num_bins=num_bins))
+    ece = float(expected_calibration_error(o, y, num_bins=num_bins))
     assert ece == pytest.approx(expected, abs=1e-5)
     assert 0.0 <= ece <= 1.0
+
+
+METRICS = [
+    js.accuracy,
+    lambda o, y: js.top_k_accuracy(o, y, k=2),
+    js.confusion_matrix,
+    js.expected_calibration_error,
+]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("bad", [3, -1])
+def test_concrete_out_of_range_labels_raise(metric, bad):
+    o = jnp.array([[3.0, 1.0, 2.0], [0.0, 2.0, 1.0]])
+    with pytest.raises(ValueError, match=rf"label {bad} at index 1 .*\[0, 3\)"):
+        metric(o, np.array([0, bad]))
+
+
+@pytest.mark.parametrize("bad", [3, -1])
+def test_out_of_range_labels_under_jit_never_count_silently(bad):
+    o = jnp.array([[3.0, 1.0, 2.0], [0.0, 2.0, 1.0], [0.0, 0.0, 5.0]])
+    y = jnp.array([0, bad, 2])
+    for metric in (METRICS[0], METRICS[1], METRICS[3]):
+        assert np.isnan(float(jax.jit(metric)(o, y)))
+    # Integer counts cannot be NaN: the example is left out, never moved to
+    # another cell (a label of -1 would wrap around to the last row).
+    cm = np.asarray(confusion_matrix(o, y))
+    expected = np.zeros((3, 3), np.int32)
+    expected[0, 0] = expected[2, 2] = 1
+    np.testing.assert_array_equal(cm, expected)
 
 
 def test_metric_label_errors():
@@ -81,3 +156,49 @@ def test_metric_label_errors():
         js.accuracy(jnp.zeros((3, 4)), jnp.zeros(3))
     with pytest.raises(ValueError, match="do not match logits"):
         js.confusion_matrix(jnp.zeros((3, 4)), jnp.zeros(4, jnp.int32))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_where_counts_only_the_masked_in_examples(seed):
+    """Each metric with ``where`` equals the metric of the selected rows alone
+    (and a rejected, out-of-range padding label is ignored, not an error)."""
+    rng = np.random.default_rng(seed)
+    o = rng.normal(size=(40, 6)).astype(np.float32)
+    y = rng.integers(0, 6, size=40)
+    keep = rng.random(40) < 0.6
+    y_padded = np.where(keep, y, -1)  # padding labels that must not count
+    pairs = [
+        (js.accuracy(o, y_padded, where=keep), js.accuracy(o[keep], y[keep])),
+        (
+            js.top_k_accuracy(o, y_padded, k=3, where=keep),
+            js.top_k_accuracy(o[keep], y[keep], k=3),
+        ),
+        (
+            js.expected_calibration_error(o, y_padded, where=keep),
+            js.expected_calibration_error(o[keep], y[keep]),
+        ),
+    ]
+    for masked, subset in pairs:
+        assert float(masked) == pytest.approx(float(subset), abs=1e-6)
+    np.testing.assert_array_equal(
+        js.confusion_matrix(o, y_padded, where=keep),
+        js.confusion_matrix(o[keep], y[keep]),
+    )
+
+
+def test_calibration_gaps_add_up_over_batches():
+    rng = np.random.default_rng(7)
+    o = rng.normal(size=(50, 4)).astype(np.float32) * 3
+    y = rng.integers(0, 4, size=50)
+    gaps = sum(
+        np.asarray(js.metrics.calibration_gaps(o[i : i + 10], y[i : i + 10]))
+        for i in range(0, 50, 10)
+    )
+    assert np.sum(np.abs(gaps)) / 50 == pytest.approx(
+        float(js.expected_calibration_error(o, y)), abs=1e-6
+    )
+
+
+def test_where_must_be_a_mask_over_examples():
+    with pytest.raises(ValueError, match="mask over examples"):
+        js.accuracy(np.zeros((3, 2), np.float32), np.array([0, 1, 0]), where=[True])

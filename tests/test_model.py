@@ -7,13 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import jaxsoft as js
-
-settings.register_profile("jaxsoft", deadline=None, max_examples=60)
-settings.load_profile("jaxsoft")
 
 
 def random_problem(seed: int, n: int = 5, d: int = 4, q: int = 3):
@@ -76,11 +73,22 @@ def test_lecture_network_four_inputs_three_outputs():
     np.testing.assert_allclose(js.logits(params, x), by_hand, rtol=1e-5)
 
 
+logits_jit = jax.jit(js.logits)
+
+
 @given(st.integers(0, 1000))
-def test_batched_logits_equal_vmap_of_single_examples(seed):
+def test_batched_and_single_example_logits_match_a_float64_loop(seed):
     params, x = random_problem(seed)
-    np.testing.assert_array_equal(
-        js.logits(params, x), jax.vmap(lambda xi: js.logits(params, xi))(x)
+    W, b = np.asarray(params.W, np.float64), np.asarray(params.b, np.float64)
+    expected = np.array(
+        [
+            [sum(xi[i] * W[i, j] for i in range(W.shape[0])) + b[j] for j in range(3)]
+            for xi in np.asarray(x, np.float64)
+        ]
+    )
+    np.testing.assert_allclose(logits_jit(params, x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        logits_jit(params, x[0]), expected[0], rtol=1e-5, atol=1e-5
     )
 
 
@@ -103,8 +111,41 @@ def test_logits_shape_errors_fire_eagerly_and_under_jit(jit):
     with pytest.raises(ValueError, match="Flatten images"):
         logits(params, jnp.zeros((2, 2, 2)))
     bad = js.Params(W=params.W, b=jnp.zeros(4))
-    with pytest.raises(ValueError, match="b of shape"):
+    with pytest.raises(TypeError, match="b of shape"):
         logits(bad, jnp.zeros((2, 4)))
+    with pytest.raises(TypeError, match="W of shape"):
+        logits(js.Params(W=params.W[0], b=params.b), jnp.zeros((2, 4)))
+
+
+@pytest.mark.parametrize(
+    "x, dtype",
+    [
+        (np.array([["a", "b", "c", "d"]]), "<U1"),
+        (np.array([[None, 1, 2, 3]], dtype=object), "object"),
+        ([["1", "2", "3", "4"]], "<U1"),
+    ],
+)
+def test_non_numeric_x_is_a_type_error(x, dtype):
+    params, _ = random_problem(0)
+    with pytest.raises(TypeError, match=f"x must be numeric, got dtype {dtype}"):
+        js.logits(params, x)
+
+
+def test_bool_and_integer_x_are_converted_to_the_weights_dtype():
+    params, _ = random_problem(0)
+    x_int = np.array([[1, 0, 2, 3]])
+    o = js.logits(params, x_int)
+    assert o.dtype == jnp.float32
+    np.testing.assert_allclose(o, js.logits(params, x_int.astype(np.float32)))
+    o_bool = js.logits(params, np.array([True, False, True, True]))
+    np.testing.assert_allclose(o_bool, js.logits(params, jnp.array([1.0, 0, 1, 1])))
+
+
+def test_numpy_integers_are_accepted_for_sizes_and_k():
+    params = js.init_params(jax.random.key(0), np.int64(4), np.int32(3))
+    assert params.W.shape == (4, 3)
+    classes, _ = js.top_k(params, jnp.ones((2, 4)), k=np.int64(2))
+    assert classes.shape == (2, 2)
 
 
 def test_params_must_be_params():

@@ -11,6 +11,7 @@ from _fake_data import blobs
 
 import jaxsoft as js
 from jaxsoft import train
+from jaxsoft.train import evaluation, minibatch
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,7 @@ def test_named_optimizers_train(optimizer, lr, data):
         key=jax.random.key(1),
         optimizer=optimizer,
         learning_rate=lr,
+        schedule="constant",
         batch_size=30,
         epochs=3,
     )
@@ -170,11 +172,41 @@ def test_schedules():
 
 def test_fit_accepts_an_optax_transformation(data):
     x, y, _, _ = data
+
+    def final_loss(optimizer: optax.GradientTransformation) -> float:
+        result = train.fit(
+            _params(),
+            x,
+            y,
+            key=jax.random.key(1),
+            optimizer=optimizer,
+            batch_size=16,
+            epochs=4,
+        )
+        return result.history[-1].train_loss
+
+    margin = 0.5 * np.log(3)  # half the loss of a uniform prediction
+    assert final_loss(optax.set_to_zero()) > margin  # the bar cannot be met idle
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(0.05))
-    result = train.fit(
-        _params(), x, y, key=jax.random.key(1), optimizer=optimizer, epochs=2
-    )
-    assert result.history[-1].train_loss < np.log(3)
+    assert final_loss(optimizer) < margin
+
+
+def test_each_epoch_draws_a_fresh_permutation(data):
+    """Epoch 2 must not replay epoch 1's order: its result differs from
+    running epoch 1's permutation again from the state after epoch 1."""
+    x, y, _, _ = data
+    kwargs = dict(optimizer=optax.sgd(0.5), batch_size=16, key=jax.random.key(3))
+    first = train.fit(_params(), x, y, epochs=1, **kwargs)
+    two = train.fit(_params(), x, y, epochs=2, **kwargs)
+    replay_state = first.state._replace(epoch=0)  # epoch 1's key again
+    replay = train.fit(_params(), x, y, epochs=1, state=replay_state, **kwargs)
+    assert not _same(two.params, replay.params)
+    # ...and the epoch keys differ from each other and from the run's key.
+    keys = {
+        tuple(np.asarray(jax.random.key_data(minibatch.epoch_key(kwargs["key"], e))))
+        for e in (1, 2, 3)
+    }
+    assert len(keys) == 3
 
 
 def test_continuing_from_a_state_equals_one_run(data):
@@ -282,7 +314,7 @@ def _with(array: np.ndarray, index: tuple, value: float) -> np.ndarray:
         (_X, _Y, {"batch_size": 2.5}, "batch_size must be a positive integer"),
         (_X, _Y, {"epochs": 0}, "epochs must be a positive integer"),
         (_X, _Y, {"batch_size": 9}, "larger than the 8 training examples"),
-        (np.zeros((8, 4), np.float32), _Y, {}, "4 features but the parameters"),
+        (np.zeros((8, 4), np.float32), _Y, {}, "4 features but d = 3 are expected"),
         (_X[0], _Y, {}, r"shape \(n, d\)"),
         (_X, _Y.astype(np.float32), {}, "integer class indices"),
         (_X, _Y, {"optimizer": "adamx"}, "unknown optimizer 'adamx'"),
@@ -298,13 +330,13 @@ def test_fit_validates_before_compiling(x, y, kwargs, match, monkeypatch):
     def no_compilation(*args, **kwargs):
         raise AssertionError("the epoch function was built before validation")
 
-    monkeypatch.setattr(train, "_make_epoch_fn", no_compilation)
-    with pytest.raises(ValueError, match=match):
+    monkeypatch.setattr(minibatch, "_make_epoch_fn", no_compilation)
+    with pytest.raises((ValueError, TypeError), match=match):
         _fit(x, y, **kwargs)
 
 
 def test_fit_rejects_non_params():
-    with pytest.raises(ValueError, match=r"jaxsoft\.Params"):
+    with pytest.raises(TypeError, match=r"jaxsoft\.Params"):
         train.fit({"W": 0}, _X, _Y, key=jax.random.key(0), batch_size=2, epochs=1)
 
 
@@ -332,23 +364,28 @@ def _unchunked(params: js.Params, x: jax.Array, y: jax.Array) -> dict:
     return {
         "loss": jnp.mean(js.cross_entropy(o, y)),
         "accuracy": js.accuracy(o, y),
+        "top_5": js.top_k_accuracy(o, y, k=5),
+        "ece": js.expected_calibration_error(o, y),
         "confusion": js.confusion_matrix(o, y),
     }
 
 
 @pytest.mark.parametrize("n", [1, 7, 32, 33, 100])
 def test_evaluate_in_chunks_equals_the_unchunked_result(n):
-    x, y = blobs(n, num_classes=4, num_features=5, seed=n)
-    params = js.init_params(jax.random.key(n), 5, 4, scale=1.0)
+    x, y = blobs(n, num_classes=7, num_features=5, seed=n)
+    params = js.init_params(jax.random.key(n), 5, 7, scale=1.0)
     result = train.evaluate(params, x, y, chunk_size=32)
     expected = _unchunked(params, x, y)
     assert result.num_examples == n
     assert result.loss == pytest.approx(float(expected["loss"]), rel=1e-6)
     assert result.accuracy == pytest.approx(float(expected["accuracy"]), abs=1e-7)
+    assert result.top_k == 5
+    assert result.top_k_accuracy == pytest.approx(float(expected["top_5"]), abs=1e-7)
+    assert result.calibration_error == pytest.approx(float(expected["ece"]), abs=1e-6)
     np.testing.assert_array_equal(result.confusion, expected["confusion"])
     assert result.confusion.sum() == n
-    counts = np.bincount(y, minlength=4)
-    for j in range(4):
+    counts = np.bincount(y, minlength=7)
+    for j in range(7):
         if counts[j]:
             assert result.per_class_accuracy[j] == pytest.approx(
                 result.confusion[j, j] / counts[j]
@@ -357,14 +394,25 @@ def test_evaluate_in_chunks_equals_the_unchunked_result(n):
             assert np.isnan(result.per_class_accuracy[j])
 
 
-def test_evaluate_compiles_once_for_every_size():
+def test_evaluate_reports_top_5_only_above_5_classes():
+    params = js.init_params(jax.random.key(0), 5, 5)
+    x, y = blobs(20, num_classes=5, num_features=5)
+    result = train.evaluate(params, x, y)
+    assert result.top_k_accuracy is None
+    assert result.to_dict()["top_5_accuracy"] is None
+
+
+def test_evaluate_is_one_compiled_call_per_split_shape():
+    """The chunks of a split run inside one compiled function, compiled once
+    per shape: evaluating the same shape again (e.g. every epoch) reuses it."""
     params = js.init_params(jax.random.key(0), 5, 4, scale=1.0)
-    x, y = blobs(200, num_classes=4, num_features=5)
-    train.evaluate(params, x[:3], y[:3], chunk_size=16)
-    before = train._accumulate_chunk._cache_size()
-    for n in (1, 15, 16, 17, 50, 200):
-        train.evaluate(params, x[:n], y[:n], chunk_size=16)
-    assert train._accumulate_chunk._cache_size() == before
+    x, y = blobs(200, num_classes=4, num_features=5, seed=3)
+    train.evaluate(params, x[:50], y[:50], chunk_size=16)
+    before = evaluation._totals._cache_size()
+    for seed in range(3):
+        x_other, y_other = blobs(50, num_classes=4, num_features=5, seed=seed)
+        train.evaluate(params, x_other, y_other, chunk_size=16)
+    assert evaluation._totals._cache_size() == before
 
 
 def test_evaluate_accepts_bfloat16_features():
@@ -395,13 +443,14 @@ def test_evaluate_accepts_device_arrays_and_to_dict():
     ],
 )
 def test_evaluate_validates(x, y, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         train.evaluate(_params(3, 2), x, y, **kwargs)
 
 
 def test_top_k():
     params = js.Params(W=jnp.eye(3), b=jnp.zeros(3))
-    classes, probs = train.top_k(params, np.array([[0.0, 2.0, 1.0]]), k=5)
+    classes, probs = js.top_k(params, np.array([[0.0, 2.0, 1.0]]), k=5)
+    classes, probs = np.asarray(classes), np.asarray(probs)
     assert classes.tolist() == [[1, 2, 0]]
     np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-6)
     assert probs[0, 0] > probs[0, 1] > probs[0, 2]

@@ -1,4 +1,4 @@
-"""TensorFlow, imported only when a dataset needs it, with GPUs hidden.
+"""TensorFlow, imported only when a dataset needs it, quiet and with GPUs hidden.
 
 TFDS needs TensorFlow to prepare the image datasets of its catalog (it encodes
 images with ``tf.image``). jaxsoft never needs it for `digits`, nor to read a
@@ -7,6 +7,7 @@ prepared ``array_record`` dataset, and the math modules never import it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from types import ModuleType
@@ -18,9 +19,44 @@ INSTALL_HINT = (
     "or tensorflow on a machine where TensorFlow should see the GPU)"
 )
 
+# Set before TensorFlow is imported, unless the user set them: no C++ log
+# lines (TF_CPP_MIN_LOG_LEVEL does not cover the oneDNN notice, which only
+# TF_ENABLE_ONEDNN_OPTS=0 silences; TFDS only encodes and decodes images with
+# TensorFlow, which oneDNN does not change).
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def _missing(purpose: str) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"{purpose} needs TensorFlow, which is not installed. Install it "
+        f"with: {INSTALL_HINT}. Without TensorFlow you can still load "
+        "'digits', and any dataset already prepared in the array_record "
+        "format."
+    )
+
+
+def require_tensorflow(purpose: str) -> None:
+    """Fails, without importing TensorFlow, if it is not installed.
+
+    Args:
+      purpose: what TensorFlow is needed for, for the error message.
+
+    Raises:
+      MissingDependencyError: TensorFlow is not installed.
+    """
+    try:
+        found = importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise _missing(purpose)
+
 
 def import_tensorflow(purpose: str) -> ModuleType:
-    """Imports TensorFlow with every GPU hidden from it, so JAX keeps the memory.
+    """Imports TensorFlow quietly, with every GPU hidden so JAX keeps the memory.
+
+    Quietly: `QUIET_ENVIRONMENT` is applied with ``os.environ.setdefault``, so
+    a value the user set wins; it has no effect once TensorFlow is imported.
 
     Args:
       purpose: what TensorFlow is needed for, for the error message.
@@ -31,16 +67,12 @@ def import_tensorflow(purpose: str) -> ModuleType:
     Raises:
       MissingDependencyError: TensorFlow is not installed.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
     try:
         import tensorflow as tf
     except ImportError as e:
-        raise MissingDependencyError(
-            f"{purpose} needs TensorFlow, which is not installed. Install it "
-            f"with: {INSTALL_HINT}. Without TensorFlow you can still load "
-            "'digits', and any dataset already prepared in the array_record "
-            "format."
-        ) from e
+        raise _missing(purpose) from e
     try:
         tf.config.set_visible_devices([], "GPU")
     except RuntimeError:

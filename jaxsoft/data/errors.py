@@ -30,3 +30,13 @@ class CorruptDatasetError(DatasetError, RuntimeError):
 
 class MissingDependencyError(DatasetError, ImportError):
     """An optional package (TensorFlow) is needed for this dataset."""
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message, at most ``limit`` characters.
+
+    For the messages of the errors above, which are always one line.
+    """
+    lines = str(error).strip().splitlines()
+    line = lines[0].strip() if lines else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -1,0 +1,316 @@
+"""`fit`: minibatch training with optax, one compiled `lax.scan` per epoch."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.typing import ArrayLike
+
+from jaxsoft import losses, metrics, model, validation
+from jaxsoft import objective as objective_lib
+from jaxsoft.config import Config
+from jaxsoft.records import EpochRecord, TrainState
+from jaxsoft.train import evaluation
+from jaxsoft.train.errors import TrainingDiverged
+from jaxsoft.train.optimizers import make_optimizer
+
+__all__ = ["FitResult", "epoch_key", "fit"]
+
+_DEFAULTS = Config()
+
+
+class FitResult(NamedTuple):
+    """What `fit` returns.
+
+    Attributes:
+      params: the trained `Params` (``state.params``).
+      state: the final `TrainState` (to continue training).
+      history: one `EpochRecord` per epoch, including those of a resumed
+        run's earlier epochs when they were passed in.
+    """
+
+    params: model.Params
+    state: TrainState
+    history: list[EpochRecord]
+
+
+def _minibatch_objective(
+    params: model.Params, x: jax.Array, y: jax.Array, l2: jax.Array
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """`jaxsoft.loss` on one batch, with (cross-entropy, accuracy) as aux."""
+    # js.loss for the objective; the logits again for the aux metrics (XLA
+    # computes the shared matrix product once).
+    objective = objective_lib.loss(params, x, y, l2)
+    o = model.logits(params, x)
+    mean_ce = jnp.mean(losses.cross_entropy(o, y))
+    return objective, (mean_ce, metrics.accuracy(o, y))
+
+
+@functools.lru_cache(maxsize=8)
+def _make_epoch_fn(
+    optimizer: optax.GradientTransformation, batch_size: int
+) -> Callable[..., tuple[Any, ...]]:
+    """The compiled epoch: (params, opt_state, key, x, y, l2) -> new state."""
+    grad_fn = jax.value_and_grad(_minibatch_objective, has_aux=True)
+
+    def epoch(
+        params: model.Params,
+        opt_state: optax.OptState,
+        key: jax.Array,
+        x: jax.Array,
+        y: jax.Array,
+        l2: jax.Array,
+    ) -> tuple[model.Params, optax.OptState, jax.Array, jax.Array, jax.Array]:
+        n = x.shape[0]
+        permutation = jax.random.permutation(key, n)
+
+        def step(
+            carry: tuple[model.Params, optax.OptState], i: jax.Array
+        ) -> tuple[tuple[model.Params, optax.OptState], tuple[jax.Array, ...]]:
+            params, opt_state = carry
+            index = jax.lax.dynamic_slice_in_dim(
+                permutation, i * batch_size, batch_size
+            )
+            x_batch = jnp.take(x, index, axis=0)
+            y_batch = jnp.take(y, index, axis=0)
+            (objective, (mean_ce, acc)), grads = grad_fn(params, x_batch, y_batch, l2)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, opt_state), (objective, mean_ce, acc)
+
+        (params, opt_state), (objectives, ces, accs) = jax.lax.scan(
+            step, (params, opt_state), jnp.arange(n // batch_size)
+        )
+        return params, opt_state, jnp.mean(objectives), jnp.mean(ces), jnp.mean(accs)
+
+    return jax.jit(epoch)
+
+
+def epoch_key(key: jax.Array, epoch: int) -> jax.Array:
+    """The shuffling key of 1-based ``epoch``: ``fold_in(key, epoch)``."""
+    return jax.random.fold_in(key, epoch)
+
+
+def _resolve_optimizer(
+    optimizer: str | optax.GradientTransformation,
+    learning_rate: float,
+    schedule: str,
+    total_steps: int,
+) -> tuple[optax.GradientTransformation, float | None]:
+    """(the optax transformation, the learning rate to name in messages)."""
+    if isinstance(optimizer, str):
+        transformation = make_optimizer(
+            optimizer, learning_rate, schedule=schedule, total_steps=total_steps
+        )
+        return transformation, float(learning_rate)
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer, None
+    raise TypeError(
+        "optimizer must be a name or an optax.GradientTransformation, got "
+        f"{type(optimizer).__name__}."
+    )
+
+
+def _checked_splits(
+    params: model.Params,
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    x_test: ArrayLike | None,
+    y_test: ArrayLike | None,
+) -> tuple[Any, Any, tuple[Any, Any] | None]:
+    """The training split and the optional test split, validated."""
+    d, q = params.num_features, params.num_classes
+    x_train, y_train = validation.validate_split(
+        x_train, y_train, num_classes=q, num_features=d, split="train"
+    )
+    if (x_test is None) != (y_test is None):
+        raise ValueError("pass both x_test and y_test, or neither.")
+    if x_test is None:
+        return x_train, y_train, None
+    test = validation.validate_split(
+        x_test, y_test, num_classes=q, num_features=d, split="test"
+    )
+    return x_train, y_train, test
+
+
+def fit(
+    params: model.Params,
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    *,
+    key: jax.Array,
+    optimizer: str | optax.GradientTransformation = _DEFAULTS.optimizer,
+    learning_rate: float = _DEFAULTS.learning_rate,
+    schedule: str = _DEFAULTS.schedule,
+    l2: float = _DEFAULTS.l2,
+    batch_size: int = _DEFAULTS.batch_size,
+    epochs: int = _DEFAULTS.epochs,
+    x_test: ArrayLike | None = None,
+    y_test: ArrayLike | None = None,
+    state: TrainState | None = None,
+    history: Sequence[EpochRecord] = (),
+    on_epoch_end: Callable[[TrainState, EpochRecord], None] | None = None,
+    eval_chunk_size: int = _DEFAULTS.eval_chunk_size,
+    check_input: bool = True,
+) -> FitResult:
+    """Minibatch training of softmax regression with an optax optimizer.
+
+    Minimises ``jaxsoft.loss(params, x, y, l2)`` (mean cross-entropy plus
+    ``(l2 / 2) ||W||^2``). The training data goes to the device once. Each
+    epoch is one compiled call: a `jax.lax.scan` over ``n // batch_size``
+    minibatches, each gathered by index from a fresh permutation drawn with
+    ``jax.random.fold_in(key, epoch)``; a step is `jax.value_and_grad` ->
+    ``optimizer.update`` -> `optax.apply_updates`. The hyperparameter
+    defaults are `jaxsoft.config.Config`'s, the same as ``jaxsoft train``'s.
+
+    The last partial batch: an epoch takes ``n // batch_size`` full batches,
+    so the ``n % batch_size`` examples at the end of the permutation sit out
+    that epoch; the permutation is new each epoch, so which ones changes.
+    Evaluation (the test metrics, `evaluate`) always uses every example.
+
+    Divergence: after each epoch the mean training objective comes to the
+    host (one scalar); if it is NaN or infinite, `TrainingDiverged` is raised
+    and ``on_epoch_end`` is not called for that epoch, so a checkpoint saved
+    by it stays the last good one.
+
+    Args:
+      params: initial `Params` (ignored when ``state`` is given).
+      x_train: features of shape (n, d).
+      y_train: integer labels of shape (n,) in [0, q), q = params.num_classes.
+      key: the run's PRNG key (reproducible shuffling).
+      optimizer: an optimizer name (see `OPTIMIZERS`) or any
+        `optax.GradientTransformation` (then ``learning_rate`` and
+        ``schedule`` are ignored).
+      learning_rate: the (peak) learning rate for a named optimizer.
+      schedule: a `SCHEDULES` name, over the run's total steps.
+      l2: L2 strength on W (>= 0).
+      batch_size: examples per step, 1 <= batch_size <= n.
+      epochs: the total number of epochs of the run (>= 1).
+      x_test: optional test features (m, d), evaluated after each epoch.
+      y_test: optional test labels (m,).
+      state: a `TrainState` to continue from (e.g. restored from a
+        checkpoint); training runs epochs ``state.epoch + 1 .. epochs``.
+      history: the records of the epochs already done (when resuming).
+      on_epoch_end: called as ``on_epoch_end(state, record)`` after each good
+        epoch (checkpointing, progress display).
+      eval_chunk_size: examples per compiled evaluation chunk.
+      check_input: validate the data (`jaxsoft.validation.validate_split`).
+        Pass False only for splits already validated, e.g. those of a
+        `jaxsoft.data.Dataset`.
+
+    Returns:
+      A `FitResult` (params, final state, history).
+
+    Raises:
+      ValueError, TypeError: invalid data or hyperparameters (before any
+        compilation).
+      TrainingDiverged: the loss became NaN or infinite.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> import jaxsoft as js
+      >>> from jaxsoft.train import fit
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(64, 3)).astype(np.float32)
+      >>> y = (x[:, 0] > 0).astype(np.int32)
+      >>> params = js.init_params(jax.random.key(0), 3, 2)
+      >>> result = fit(params, x, y, key=jax.random.key(1), batch_size=16, epochs=5)
+      >>> len(result.history), result.history[-1].train_accuracy > 0.8
+      (5, True)
+    """
+    params = validation.check_params(state.params if state is not None else params)
+    epochs = validation.positive_int("epochs", epochs)
+    batch_size = validation.positive_int("batch_size", batch_size)
+    eval_chunk_size = validation.positive_int("eval_chunk_size", eval_chunk_size)
+    l2 = validation.non_negative_float("l2", l2)
+    if check_input:
+        x_train, y_train, test = _checked_splits(
+            params, x_train, y_train, x_test, y_test
+        )
+    else:
+        test = None if x_test is None else (x_test, y_test)
+    n = x_train.shape[0]
+    if batch_size > n:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the {n} training examples; "
+            f"use a batch size of at most {n}."
+        )
+    transformation, rate = _resolve_optimizer(
+        optimizer, learning_rate, schedule, epochs * (n // batch_size)
+    )
+    if state is None:
+        state = TrainState(params, transformation.init(params), 0, key)
+    elif not 0 <= state.epoch <= epochs:
+        raise ValueError(
+            f"the state has {state.epoch} epochs done but the run has only "
+            f"{epochs}; pass epochs >= {state.epoch}."
+        )
+    run = _EpochRunner(
+        _make_epoch_fn(transformation, batch_size),
+        jax.device_put((x_train, y_train)),
+        None if test is None else jax.device_put(test),
+        jnp.asarray(l2, jnp.float32),
+        eval_chunk_size,
+    )
+    history = list(history)
+    while state.epoch < epochs:
+        new_state, record = run(state)
+        if record is None:
+            raise TrainingDiverged(state.epoch + 1, new_state, rate, state, history)
+        history.append(record)
+        state = new_state
+        if on_epoch_end is not None:
+            on_epoch_end(state, record)
+    return FitResult(state.params, state, history)
+
+
+class _EpochRunner:
+    """Runs one epoch on device-resident data, then the test evaluation."""
+
+    def __init__(
+        self,
+        epoch_fn: Callable[..., tuple[Any, ...]],
+        train: tuple[jax.Array, jax.Array],
+        test: tuple[jax.Array, jax.Array] | None,
+        l2: jax.Array,
+        eval_chunk_size: int,
+    ):
+        self.epoch_fn, self.train, self.test = epoch_fn, train, test
+        self.l2, self.eval_chunk_size = l2, eval_chunk_size
+
+    def __call__(self, state: TrainState) -> tuple[Any, EpochRecord | None]:
+        """(new state, its record), or (the non-finite loss, None) on divergence."""
+        epoch = state.epoch + 1
+        start = time.perf_counter()
+        params, opt_state, objective, mean_ce, acc = self.epoch_fn(
+            state.params,
+            state.opt_state,
+            epoch_key(state.key, epoch),
+            *self.train,
+            self.l2,
+        )
+        objective = float(objective)
+        if not math.isfinite(objective):
+            return objective, None
+        test_loss = test_accuracy = None
+        if self.test is not None:
+            result = evaluation.evaluate_validated(
+                params, *self.test, chunk_size=self.eval_chunk_size
+            )
+            test_loss, test_accuracy = result.loss, result.accuracy
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=float(mean_ce),
+            train_accuracy=float(acc),
+            test_loss=test_loss,
+            test_accuracy=test_accuracy,
+            seconds=time.perf_counter() - start,
+        )
+        return TrainState(params, opt_state, epoch, state.key), record
