@@ -106,6 +106,32 @@ def _label_range(y: Any) -> tuple[int, int]:
     return int(y.min()), int(y.max())
 
 
+def _check_shapes(x: Any, y: Any, num_features: int | None, split: str) -> None:
+    """Ranks, lengths, emptiness and the number of features of a split."""
+    if x.ndim != 2:
+        raise ValueError(
+            f"x_{split} must have shape (n, d), got shape {x.shape}. Flatten "
+            "images first, e.g. x.reshape(len(x), -1)."
+        )
+    if y.ndim != 1:
+        raise ValueError(
+            f"y_{split} must be integer class labels of shape (n,), got shape "
+            f"{y.shape}."
+        )
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x_{split} and y_{split} have different lengths: {x.shape[0]} "
+            f"examples but {y.shape[0]} labels."
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"the {split} split is empty: there is nothing to use.")
+    if num_features is not None and x.shape[1] != num_features:
+        raise ValueError(
+            f"x_{split} has {x.shape[1]} features but d = {num_features} are "
+            "expected (the model's, or the training split's, number of features)."
+        )
+
+
 def validate_split(
     x: ArrayLike,
     y: ArrayLike,
@@ -135,32 +161,9 @@ def validate_split(
         of features, NaN or infinite features, labels outside [0, q).
     """
     num_classes = positive_int("num_classes", num_classes)
-    if not isinstance(x, jax.Array):
-        x = np.asarray(x)
-    if not isinstance(y, jax.Array):
-        y = np.asarray(y)
-    if x.ndim != 2:
-        raise ValueError(
-            f"x_{split} must have shape (n, d), got shape {x.shape}. Flatten "
-            "images first, e.g. x.reshape(len(x), -1)."
-        )
-    if y.ndim != 1:
-        raise ValueError(
-            f"y_{split} must be integer class labels of shape (n,), got shape "
-            f"{y.shape}."
-        )
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"x_{split} and y_{split} have different lengths: {x.shape[0]} "
-            f"examples but {y.shape[0]} labels."
-        )
-    if x.shape[0] == 0:
-        raise ValueError(f"the {split} split is empty: there is nothing to use.")
-    if num_features is not None and x.shape[1] != num_features:
-        raise ValueError(
-            f"x_{split} has {x.shape[1]} features but d = {num_features} are "
-            "expected (the model's, or the training split's, number of features)."
-        )
+    x = x if isinstance(x, jax.Array) else np.asarray(x)
+    y = y if isinstance(y, jax.Array) else np.asarray(y)
+    _check_shapes(x, y, num_features, split)
     # jnp.issubdtype also knows ml_dtypes' bfloat16, which NumPy does not.
     is_float = jnp.issubdtype(x.dtype, jnp.floating)
     if not (is_float or jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == np.bool_):

@@ -31,6 +31,7 @@ def fake_data(monkeypatch) -> dict:
     datasets = {
         "fake": fake_dataset("fake"),
         "wide": fake_dataset("wide", image_shape=(5, 5, 1)),
+        "big": fake_dataset("big", image_shape=(16, 16, 1)),
     }
     calls = install_fake_datasets(monkeypatch, datasets)
     return {"datasets": datasets, "calls": calls}
@@ -270,6 +271,36 @@ def test_a_second_train_into_the_same_out_is_refused(fake_data, tmp_path, capsys
     assert fake_data["calls"] == []
     assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
     assert train_fake(out, capsys)[0] == 0  # the dead holder's lock is taken over
+
+
+def test_resume_from_a_corrupt_checkpoint_leaves_the_run_untouched(
+    fake_data, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "big", "--out", str(out), *FAST]
+    assert run(args, capsys)[0] == 0
+    data_files = [
+        p
+        for p in (out / "checkpoints" / "3" / "params").rglob("*")
+        if p.is_file() and p.parent.name == "d"
+    ]
+    largest = max(data_files, key=lambda p: p.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8] = bytes(
+        b ^ 0xFF for b in data[len(data) // 2 : len(data) // 2 + 8]
+    )
+    largest.write_bytes(bytes(data))  # same size, flipped bytes
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    code, _, stderr = run([*args, "--resume"], capsys)
+    assert code == 2
+    assert "is corrupt" in stderr and stderr.count("\n") == 1
+    code, _, stderr = run(["evaluate", "--checkpoint", str(out)], capsys)
+    assert code == 2 and "is corrupt" in stderr
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after.keys() == before.keys()
+    changed = [p for p in before if before[p] != after[p] and p.name != ".lock"]
+    assert changed == []
 
 
 def test_out_that_is_a_file_names_the_option(fake_data, tmp_path, capsys):

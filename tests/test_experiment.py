@@ -177,7 +177,8 @@ def test_divergence_keeps_and_describes_the_last_good_state(
     message = str(err)
     assert f"test loss {record['test_loss']:.4g}" in message
     assert f"test accuracy {record['test_accuracy']:.4f}" in message
-    assert "The the" not in message and "smaller --lr" in message
+    assert "The the" not in message and "smaller --lr (e.g. 0.001)" in message
+    assert "learning rate 0.01 (adam, cosine schedule)" in message
 
 
 def test_each_split_is_validated_once(fake_data, tmp_path, monkeypatch):

@@ -1,0 +1,230 @@
+"""The steps of one training run (`jaxsoft.experiment.train_and_evaluate`).
+
+start (initial or restored state, history from ``metrics.jsonl``) -> fit
+(checkpoints every k epochs and at the end, one ``metrics.jsonl`` line per
+epoch, progress) -> finish (test evaluation, plots, ``summary.json``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import jax
+
+from jaxsoft import checkpoint, model
+from jaxsoft.config import Config
+from jaxsoft.records import EpochRecord, TrainState
+from jaxsoft.run_folder import RunFolder
+
+__all__ = ["RunDivergedError", "RunError", "TrainingRun"]
+
+
+class RunError(Exception):
+    """A run cannot start as asked (an existing run, conflicting settings, ...)."""
+
+
+class RunDivergedError(RunError):
+    """Training diverged; the last good state is kept in the run's checkpoints.
+
+    Attributes:
+      epoch: the epoch that diverged.
+      kept_epoch: the epoch of the checkpoint kept (0: none).
+      kept_record: the `EpochRecord` of that epoch, or None.
+    """
+
+    def __init__(self, message: str, epoch: int, kept: EpochRecord | None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.kept_epoch = 0 if kept is None else kept.epoch
+        self.kept_record = kept
+
+
+class TrainingRun:
+    """One training run's steps, in order: start, fit, finish."""
+
+    def __init__(self, config: Config, dataset: Any, folder: RunFolder, verbose: bool):
+        from jaxsoft import train
+
+        self.config, self.dataset, self.folder = config, dataset, folder
+        self.verbose = verbose
+        init_key, self.shuffle_key = jax.random.split(jax.random.key(config.seed))
+        self.initial_params = model.init_params(
+            init_key, dataset.num_features, dataset.num_classes
+        )
+        steps = config.epochs * (len(dataset.x_train) // config.batch_size)
+        self.optimizer = train.make_optimizer(
+            config.optimizer,
+            config.learning_rate,
+            schedule=config.schedule,
+            total_steps=steps,
+        )
+        self.meta = {
+            **config.to_dict(),
+            "num_features": dataset.num_features,
+            "num_classes": dataset.num_classes,
+            "image_shape": list(dataset.image_shape),
+            "class_names": list(dataset.class_names),
+        }
+
+    def _print(self, text: str) -> None:
+        if self.verbose:
+            print(text, flush=True)
+
+    def start(self, resuming: bool) -> tuple[TrainState, list[EpochRecord]]:
+        """The initial or restored state and the history so far."""
+        template = TrainState(
+            self.initial_params,
+            self.optimizer.init(self.initial_params),
+            0,
+            self.shuffle_key,
+        )
+        if resuming:
+            with checkpoint.Checkpointer(self.folder.checkpoints) as ckpt:
+                state, _ = ckpt.restore(template)
+            history = self.folder.read_history(state.epoch)
+            self._print(f"resuming after epoch {state.epoch}")
+        else:
+            self.folder.clear()  # --overwrite: every input is valid by now
+            state, history = template, []
+        self.folder.write_history(history)
+        config = self.config
+        self._print(
+            f"jaxsoft: training on {self.dataset!r} with {config.optimizer} lr "
+            f"{config.learning_rate:g} ({config.schedule}), batch "
+            f"{config.batch_size}, {config.epochs} epochs, l2 {config.l2:g}, on "
+            f"{jax.default_backend()}; writing to {self.folder.path}"
+        )
+        return state, history
+
+    def fit(self, state: TrainState, history: list[EpochRecord]) -> Any:
+        """Trains to ``config.epochs``, saving checkpoints and metrics."""
+        from tqdm.auto import tqdm
+
+        from jaxsoft import train
+
+        config, ds = self.config, self.dataset
+        saved_epochs = {state.epoch}
+        progress = tqdm(
+            total=config.epochs,
+            initial=state.epoch,
+            desc="train",
+            unit="epoch",
+            disable=None if self.verbose else True,
+            file=sys.stderr,
+        )
+
+        def on_epoch_end(new_state: TrainState, record: EpochRecord) -> None:
+            self.folder.append_record(record)
+            if record.epoch % config.checkpoint_every == 0 or (
+                record.epoch == config.epochs
+            ):
+                ckpt.save(new_state, self.meta)
+                saved_epochs.add(record.epoch)
+            progress.update(1)
+            if self.verbose:
+                progress.write(_metrics_line(record), file=sys.stdout)
+
+        ckpt = checkpoint.Checkpointer(
+            self.folder.checkpoints, max_to_keep=config.keep_checkpoints
+        )
+        try:
+            return train.fit(
+                self.initial_params,
+                ds.x_train,
+                ds.y_train,
+                key=self.shuffle_key,
+                optimizer=self.optimizer,
+                l2=config.l2,
+                batch_size=config.batch_size,
+                epochs=config.epochs,
+                x_test=ds.x_test,
+                y_test=ds.y_test,
+                state=state,
+                history=history,
+                on_epoch_end=on_epoch_end,
+                eval_chunk_size=config.eval_chunk_size,
+                check_input=False,  # a Dataset is valid by construction
+            )
+        except train.TrainingDiverged as err:
+            raise self._diverged(err, ckpt, saved_epochs) from None
+        finally:
+            progress.close()
+            ckpt.close()
+
+    def _diverged(
+        self, err: Any, ckpt: checkpoint.Checkpointer, saved_epochs: set[int]
+    ) -> RunDivergedError:
+        """Keeps the last good state as a checkpoint and says how good it is."""
+        good = err.last_good
+        if good.epoch > 0 and good.epoch not in saved_epochs:
+            ckpt.save(good, self.meta)
+        record = err.history[-1] if err.history else None
+        if record is None:
+            kept = "No epoch finished, so no checkpoint was kept."
+        else:
+            kept = (
+                f"Kept the checkpoint of epoch {record.epoch}, the last good one, "
+                f"in {self.folder.checkpoints}: test loss {record.test_loss:.4g}, "
+                f"test accuracy {record.test_accuracy:.4f}."
+            )
+        config = self.config
+        return RunDivergedError(
+            f"training diverged in epoch {err.epoch}: the mean training loss is "
+            f"{err.loss} (not finite). The learning rate {config.learning_rate:g} "
+            f"({config.optimizer}, {config.schedule} schedule) is probably too "
+            f"large for this data. {kept} Train again with a smaller --lr (e.g. "
+            f"{config.learning_rate / 10:g}) and --overwrite.",
+            err.epoch,
+            record,
+        )
+
+    def finish(self, result: Any) -> dict[str, Any]:
+        """Evaluates the test split, draws the plots, writes the summary."""
+        from jaxsoft import plots, train
+
+        ds, out = self.dataset, self.folder.path
+        final = train.evaluate(
+            result.params,
+            ds.x_test,
+            ds.y_test,
+            chunk_size=self.config.eval_chunk_size,
+            check_input=False,
+        )
+        plots.plot_history(result.history, out / "curves.png")
+        plots.plot_weights(
+            result.params, ds.image_shape, ds.class_names, out / "weights.png"
+        )
+        plots.plot_confusion(
+            final.confusion,
+            ds.class_names,
+            out / "confusion.png",
+            title=f"{ds.name} test confusion matrix",
+        )
+        summary = {
+            "dataset": ds.name,
+            "config": self.meta,
+            "epochs": result.state.epoch,
+            "test": final.to_dict(),
+            "train_seconds": sum(r.seconds for r in result.history),
+        }
+        self.folder.write_summary(summary)
+        self._print(
+            f"done: {result.state.epoch} epochs in {summary['train_seconds']:.1f}s; "
+            f"test accuracy {final.accuracy:.4f}, loss {final.loss:.4f} on "
+            f"{final.num_examples} examples"
+        )
+        self._print(
+            f"wrote {self.folder.checkpoints}, metrics.jsonl, plots, summary.json"
+        )
+        return summary
+
+
+def _metrics_line(record: EpochRecord) -> str:
+    line = (
+        f"epoch {record.epoch:4d}  train loss {record.train_loss:.4f} "
+        f"acc {record.train_accuracy:.4f}"
+    )
+    if record.test_loss is not None:
+        line += f"  test loss {record.test_loss:.4f} acc {record.test_accuracy:.4f}"
+    return line + f"  {record.seconds:.2f}s"
