@@ -18,7 +18,11 @@ __all__ = ["loss"]
 
 
 def loss(
-    params: model.Params, x: ArrayLike, y: ArrayLike, l2: float = 0.0
+    params: model.Params,
+    x: ArrayLike,
+    y: ArrayLike,
+    l2: float = 0.0,
+    where: ArrayLike | None = None,
 ) -> jax.Array:
     """Mean cross-entropy over the batch plus ``(l2 / 2) * ||W||^2``.
 
@@ -33,6 +37,9 @@ def loss(
       y: integer labels of shape (n,), each in [0, q), or probability vectors
         of shape (n, q).
       l2: the L2 regularisation strength (>= 0); may be a traced value.
+      where: optional bool mask of shape (n,): the mean is over these
+        examples only (e.g. padding rows masked out); their labels are not
+        checked.
 
     Returns:
       A scalar in nats, dtype at least float32. A label outside [0, q) is a
@@ -51,5 +58,10 @@ def loss(
       >>> grads.W.shape, grads.b.shape
       ((4, 3), (3,))
     """
-    per_example = losses.cross_entropy(model.logits(params, x), y)
-    return jnp.mean(per_example) + l2 * losses.l2_penalty(params.W)
+    logits = model.logits(params, x)
+    if where is None:
+        mean = jnp.mean(losses.cross_entropy(logits, y))
+    else:
+        per_example = losses.cross_entropy(logits, y, where=where)
+        mean = jnp.sum(per_example) / jnp.sum(jnp.asarray(where, bool))
+    return mean + l2 * losses.l2_penalty(params.W)

@@ -91,3 +91,14 @@ def test_non_numeric_features_are_a_type_error():
     x = np.array([["a", "b", "c", "d", "e", "f"]])
     with pytest.raises(TypeError, match="x must be numeric, got dtype <U1"):
         js.loss(params, x, [0])
+
+
+def test_where_averages_over_the_masked_in_examples_only():
+    rng = np.random.default_rng(0)
+    params = js.init_params(jax.random.key(0), 5, 3, scale=1.0)
+    x = rng.normal(size=(12, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=12)
+    keep = np.arange(12) < 9
+    padded_y = np.where(keep, y, -1)  # padding labels are never checked
+    masked = js.loss(params, x, padded_y, 0.1, where=keep)
+    assert float(masked) == pytest.approx(float(js.loss(params, x[:9], y[:9], 0.1)))

@@ -8,13 +8,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxsoft import losses, metrics, model, validation
 from jaxsoft.config import Config
 from jaxsoft.records import Evaluation
+from jaxsoft.train import sharding
 
-__all__ = ["CALIBRATION_BINS", "TOP_K", "evaluate", "evaluate_validated"]
+__all__ = ["CALIBRATION_BINS", "TOP_K", "evaluate", "evaluate_sharded"]
 
 TOP_K = 5
 """The k of the reported top-k accuracy (reported where q > k)."""
@@ -22,35 +25,41 @@ CALIBRATION_BINS = 15
 """Confidence bins of the reported expected calibration error."""
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size", "top_k"))
-def _totals(
-    params: model.Params, x: jax.Array, y: jax.Array, *, chunk_size: int, top_k: int
+def _local_totals(
+    params: model.Params,
+    x: jax.Array,
+    y: jax.Array,
+    valid: jax.Array,
+    chunk_size: int,
+    top_k: int,
 ) -> dict[str, jax.Array]:
-    """Sums over every example of (n, d) features, ``chunk_size`` rows at a time.
+    """Sums over one device's rows, ``chunk_size`` at a time, padding masked.
 
-    The rows are padded to whole chunks; the padding is masked out of every
-    sum. One `lax.scan` over the chunks, so memory stays at one chunk's
-    logits and the whole split is one compiled call.
+    Runs inside `jax.shard_map` over the "data" axis.
+
+    One `lax.scan` over the chunks, so memory stays at one chunk's logits.
     """
     n, q = x.shape[0], params.num_classes
     num_chunks = -(-n // chunk_size)
     pad = num_chunks * chunk_size - n
-    x_chunks = jnp.pad(x, ((0, pad), (0, 0))).reshape(num_chunks, chunk_size, -1)
-    y_chunks = jnp.pad(y, (0, pad)).reshape(num_chunks, chunk_size)
-    valid_chunks = (jnp.arange(num_chunks * chunk_size) < n).reshape(
-        num_chunks, chunk_size
+    chunks = (
+        jnp.pad(x, ((0, pad), (0, 0))).reshape(num_chunks, chunk_size, -1),
+        jnp.pad(y, (0, pad)).reshape(num_chunks, chunk_size),
+        jnp.pad(valid, (0, pad)).reshape(num_chunks, chunk_size),
     )
 
     def add_chunk(totals: dict[str, jax.Array], chunk: tuple[jax.Array, ...]) -> Any:
-        x_chunk, y_chunk, valid = chunk
+        x_chunk, y_chunk, counted = chunk
         o = model.logits(params, x_chunk)
-        count = jnp.sum(valid)
+        count = jnp.sum(counted)
+        hits = metrics.top_k_accuracy(o, y_chunk, top_k, where=counted)
         update = {
-            "loss": jnp.sum(losses.cross_entropy(o, y_chunk, where=valid)),
-            "confusion": metrics.confusion_matrix(o, y_chunk, where=valid),
-            "top_k": metrics.top_k_accuracy(o, y_chunk, top_k, where=valid) * count,
+            "loss": jnp.sum(losses.cross_entropy(o, y_chunk, where=counted)),
+            "confusion": metrics.confusion_matrix(o, y_chunk, where=counted),
+            # An all-padding chunk has a NaN mean: it adds nothing.
+            "top_k": jnp.where(count > 0, hits * count, 0.0),
             "calibration": metrics.calibration_gaps(
-                o, y_chunk, CALIBRATION_BINS, where=valid
+                o, y_chunk, CALIBRATION_BINS, where=counted
             ),
         }
         return jax.tree.map(jnp.add, totals, update), None
@@ -61,18 +70,64 @@ def _totals(
         "top_k": jnp.zeros((), jnp.float32),
         "calibration": jnp.zeros((CALIBRATION_BINS,), jnp.float32),
     }
-    totals, _ = jax.lax.scan(add_chunk, zeros, (x_chunks, y_chunks, valid_chunks))
+    # The sums vary from device to device (shard_map's type of the carry).
+    zeros = jax.lax.pcast(zeros, (sharding.DATA_AXIS,), to="varying")
+    totals, _ = jax.lax.scan(add_chunk, zeros, chunks)
     return totals
 
 
-def evaluate_validated(
-    params: model.Params, x: Any, y: Any, *, chunk_size: int
+@functools.partial(
+    jax.jit, static_argnames=("mesh", "num_examples", "chunk_size", "top_k")
+)
+def _totals(
+    params: model.Params,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    mesh: Mesh,
+    num_examples: int,
+    chunk_size: int,
+    top_k: int,
+) -> dict[str, jax.Array]:
+    """Sums over every real row of a split sharded on the mesh's "data" axis.
+
+    Each device sums its own rows (`jax.shard_map`); one `psum` adds the
+    devices' totals. Rows at global index >= ``num_examples`` are padding.
+    """
+    rows = x.shape[0] // sharding.num_shards(mesh)
+    data = P(sharding.DATA_AXIS)
+
+    def per_device(params: model.Params, x: jax.Array, y: jax.Array) -> Any:
+        first = jax.lax.axis_index(sharding.DATA_AXIS) * rows
+        valid = first + jnp.arange(rows) < num_examples
+        totals = _local_totals(params, x, y, valid, min(chunk_size, rows), top_k)
+        return jax.lax.psum(totals, sharding.DATA_AXIS)
+
+    return jax.shard_map(
+        per_device, mesh=mesh, in_specs=(P(), data, data), out_specs=P()
+    )(params, x, y)
+
+
+def evaluate_sharded(
+    params: model.Params,
+    split: sharding.ShardedSplit,
+    mesh: Mesh,
+    *,
+    chunk_size: int,
 ) -> Evaluation:
-    """`evaluate` of a split that `jaxsoft.validation` has already checked."""
-    n, q = x.shape[0], params.num_classes
+    """`evaluate` of a validated split already on the mesh (params replicated)."""
+    n, q = split.num_examples, params.num_classes
     top_k = min(TOP_K, q)
     totals = jax.device_get(
-        _totals(params, x, y, chunk_size=min(chunk_size, n), top_k=top_k)
+        _totals(
+            params,
+            split.x,
+            split.y,
+            mesh=mesh,
+            num_examples=n,
+            chunk_size=chunk_size,
+            top_k=top_k,
+        )
     )
     confusion = np.asarray(totals["confusion"])
     counts = confusion.sum(axis=1)
@@ -97,13 +152,16 @@ def evaluate(
     *,
     chunk_size: int = Config.eval_chunk_size,
     check_input: bool = True,
+    mesh: Mesh | None = None,
 ) -> Evaluation:
     """Loss, accuracy, top-5 accuracy, calibration and confusion of a split.
 
-    Every example counts exactly once. The examples go through one compiled
-    function, ``chunk_size`` rows at a time (the last chunk padded, the
-    padding masked out), so memory stays bounded; the result equals the
-    unchunked computation. The metrics are those of `jaxsoft.metrics`.
+    Every example counts exactly once, on any number of devices. The rows are
+    sharded over the "data" axis of ``mesh`` (default: every device); each
+    device runs over its rows ``chunk_size`` at a time in one compiled
+    function (the padding masked out), so memory stays bounded, and one
+    all-reduce adds up the devices. The result equals the unchunked,
+    one-device computation. The metrics are those of `jaxsoft.metrics`.
 
     Args:
       params: `Params` with W (d, q) and b (q,).
@@ -112,6 +170,8 @@ def evaluate(
       chunk_size: rows per chunk (>= 1).
       check_input: validate x and y first; pass False only for a split
         already validated (e.g. of a `jaxsoft.data.Dataset`).
+      mesh: a `jax.sharding.Mesh` with a "data" axis, or None for every
+        device.
 
     Returns:
       An `Evaluation` (loss, accuracy, top-5 accuracy where q > 5, expected
@@ -137,4 +197,10 @@ def evaluate(
             num_features=params.num_features,
             split="eval",
         )
-    return evaluate_validated(params, x, y, chunk_size=chunk_size)
+    mesh = sharding.resolve_mesh(mesh)
+    return evaluate_sharded(
+        sharding.replicate(params, mesh),
+        sharding.place_split(x, y, mesh),
+        mesh,
+        chunk_size=chunk_size,
+    )

@@ -8,11 +8,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxsoft import model, validation
 from jaxsoft import objective as objective_lib
+from jaxsoft.train import sharding
 
 __all__ = ["LbfgsInfo", "solve_lbfgs"]
 
@@ -46,9 +49,16 @@ def _make_lbfgs_solver(
         l2: jax.Array,
         tol: jax.Array,
         max_iter: jax.Array,
+        *,
+        num_examples: int,
     ) -> tuple[model.Params, jax.Array, jax.Array, jax.Array]:
+        # Rows past num_examples pad the split to the mesh: masked out.
+        padded = x.shape[0] > num_examples
+        where = jnp.arange(x.shape[0]) < num_examples if padded else None
+        x = x.astype(params.W.dtype)
+
         def objective(p: model.Params) -> jax.Array:
-            return objective_lib.loss(p, x, y, l2)
+            return objective_lib.loss(p, x, y, l2, where=where)
 
         value_and_grad = optax.value_and_grad_from_state(objective)
 
@@ -78,7 +88,7 @@ def _make_lbfgs_solver(
             grad_norm(state),
         )
 
-    return jax.jit(solve)
+    return jax.jit(solve, static_argnames=("num_examples",))
 
 
 def solve_lbfgs(
@@ -91,6 +101,7 @@ def solve_lbfgs(
     max_iter: int = 1000,
     memory_size: int = 10,
     check_input: bool = True,
+    mesh: Mesh | None = None,
 ) -> tuple[model.Params, LbfgsInfo]:
     """The minimiser of ``jaxsoft.loss(params, x, y, l2)`` by full-batch L-BFGS.
 
@@ -114,6 +125,9 @@ def solve_lbfgs(
       memory_size: L-BFGS history length.
       check_input: validate x and y first; pass False only for a split
         already validated (e.g. of a `jaxsoft.data.Dataset`).
+      mesh: a `jax.sharding.Mesh` with a "data" axis, or None for every
+        device: the examples are sharded over it and each full-batch value
+        and gradient is a sum over the shards.
 
     Returns:
       ``(params, info)`` with `LbfgsInfo` (iterations, converged, objective,
@@ -133,14 +147,17 @@ def solve_lbfgs(
     max_iter = validation.positive_int("max_iter", max_iter)
     memory_size = validation.positive_int("memory_size", memory_size)
     solver = _make_lbfgs_solver(memory_size)
-    dtype = params.W.dtype
+    dtype = np.dtype(params.W.dtype)
+    mesh = sharding.resolve_mesh(mesh)
+    split = sharding.place_split(x, y, mesh)
     params, iterations, value, norm = solver(
-        params,
-        jnp.asarray(x, dtype),
-        jnp.asarray(y),
-        jnp.asarray(l2, dtype),
-        jnp.asarray(tol, dtype),
-        jnp.asarray(max_iter, jnp.int32),
+        sharding.replicate(params, mesh),
+        split.x,
+        split.y,
+        dtype.type(l2),
+        dtype.type(tol),
+        np.int32(max_iter),
+        num_examples=split.num_examples,
     )
     norm = float(norm)
     info = LbfgsInfo(

@@ -10,14 +10,16 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxsoft import losses, metrics, model, validation
 from jaxsoft import objective as objective_lib
 from jaxsoft.config import Config
 from jaxsoft.records import EpochRecord, TrainState
-from jaxsoft.train import evaluation
+from jaxsoft.train import evaluation, sharding
 from jaxsoft.train.errors import TrainingDiverged
 from jaxsoft.train.optimizers import make_optimizer
 
@@ -55,10 +57,18 @@ def _minibatch_objective(
 
 @functools.lru_cache(maxsize=8)
 def _make_epoch_fn(
-    optimizer: optax.GradientTransformation, batch_size: int
+    optimizer: optax.GradientTransformation, batch_size: int, mesh: Mesh
 ) -> Callable[..., tuple[Any, ...]]:
-    """The compiled epoch: (params, opt_state, key, x, y, l2) -> new state."""
+    """The compiled epoch: (params, opt_state, key, x, y, l2) -> new state.
+
+    ``x`` and ``y`` are rows sharded on the mesh's "data" axis (the first
+    ``num_examples`` real, the rest padding); params and optimizer state are
+    replicated. Each step gathers its batch by index from the epoch's
+    permutation of the real rows and lays it out over "data", so every
+    device computes the gradient of its part of the batch and XLA sums them.
+    """
     grad_fn = jax.value_and_grad(_minibatch_objective, has_aux=True)
+    batch_layout = sharding.data_sharding(mesh)
 
     def epoch(
         params: model.Params,
@@ -67,9 +77,13 @@ def _make_epoch_fn(
         x: jax.Array,
         y: jax.Array,
         l2: jax.Array,
+        *,
+        num_examples: int,
+        key_impl: str | None,
     ) -> tuple[model.Params, optax.OptState, jax.Array, jax.Array, jax.Array]:
-        n = x.shape[0]
-        permutation = jax.random.permutation(key, n)
+        if key_impl is not None:  # typed keys travel as their raw data
+            key = jax.random.wrap_key_data(key, impl=key_impl)
+        permutation = jax.random.permutation(key, num_examples)
 
         def step(
             carry: tuple[model.Params, optax.OptState], i: jax.Array
@@ -78,19 +92,29 @@ def _make_epoch_fn(
             index = jax.lax.dynamic_slice_in_dim(
                 permutation, i * batch_size, batch_size
             )
-            x_batch = jnp.take(x, index, axis=0)
-            y_batch = jnp.take(y, index, axis=0)
+            x_batch, y_batch = jax.lax.with_sharding_constraint(
+                (jnp.take(x, index, axis=0), jnp.take(y, index, axis=0)),
+                batch_layout,
+            )
             (objective, (mean_ce, acc)), grads = grad_fn(params, x_batch, y_batch, l2)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return (params, opt_state), (objective, mean_ce, acc)
 
         (params, opt_state), (objectives, ces, accs) = jax.lax.scan(
-            step, (params, opt_state), jnp.arange(n // batch_size)
+            step, (params, opt_state), jnp.arange(num_examples // batch_size)
         )
         return params, opt_state, jnp.mean(objectives), jnp.mean(ces), jnp.mean(accs)
 
-    return jax.jit(epoch)
+    return jax.jit(epoch, static_argnames=("num_examples", "key_impl"))
+
+
+def _key_for_jit(key: jax.Array) -> tuple[np.ndarray, str | None]:
+    """A PRNG key as host data every process agrees on, and its impl name."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        impl = str(jax.random.key_impl(key))
+        return np.asarray(jax.random.key_data(key)), impl
+    return np.asarray(key), None
 
 
 def epoch_key(key: jax.Array, epoch: int) -> jax.Array:
@@ -159,6 +183,7 @@ def fit(
     on_epoch_end: Callable[[TrainState, EpochRecord], None] | None = None,
     eval_chunk_size: int = _DEFAULTS.eval_chunk_size,
     check_input: bool = True,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Minibatch training of softmax regression with an optax optimizer.
 
@@ -174,6 +199,14 @@ def fit(
     so the ``n % batch_size`` examples at the end of the permutation sit out
     that epoch; the permutation is new each epoch, so which ones changes.
     Evaluation (the test metrics, `evaluate`) always uses every example.
+
+    Devices: the examples are sharded over the "data" axis of ``mesh``
+    (default: every device of the default backend) and the parameters
+    replicated, so each step's batch is split over the devices and its
+    gradient summed by XLA. The global ``batch_size`` means what it means on
+    one device, and the result equals the one-device run with the same key up
+    to float summation order. It must be a multiple of the number of
+    devices on "data" (a ValueError names both otherwise).
 
     Divergence: after each epoch the mean training objective comes to the
     host (one scalar); if it is NaN or infinite, `TrainingDiverged` is raised
@@ -204,6 +237,9 @@ def fit(
       check_input: validate the data (`jaxsoft.validation.validate_split`).
         Pass False only for splits already validated, e.g. those of a
         `jaxsoft.data.Dataset`.
+      mesh: a `jax.sharding.Mesh` with a "data" axis, or None for every
+        device. Inputs may be NumPy arrays (placed on the mesh once) or
+        `jax.Array`s, already sharded or not.
 
     Returns:
       A `FitResult` (params, final state, history).
@@ -242,6 +278,8 @@ def fit(
             f"batch_size {batch_size} is larger than the {n} training examples; "
             f"use a batch size of at most {n}."
         )
+    mesh = sharding.resolve_mesh(mesh)
+    sharding.check_batch_size(batch_size, mesh)
     transformation, rate = _resolve_optimizer(
         optimizer, learning_rate, schedule, epochs * (n // batch_size)
     )
@@ -252,11 +290,16 @@ def fit(
             f"the state has {state.epoch} epochs done but the run has only "
             f"{epochs}; pass epochs >= {state.epoch}."
         )
+    state = state._replace(
+        params=sharding.replicate(state.params, mesh),
+        opt_state=sharding.replicate(state.opt_state, mesh),
+    )
     run = _EpochRunner(
-        _make_epoch_fn(transformation, batch_size),
-        jax.device_put((x_train, y_train)),
-        None if test is None else jax.device_put(test),
-        jnp.asarray(l2, jnp.float32),
+        _make_epoch_fn(transformation, batch_size, mesh),
+        sharding.place_split(x_train, y_train, mesh),
+        None if test is None else sharding.place_split(*test, mesh),
+        mesh,
+        np.float32(l2),
         eval_chunk_size,
     )
     history = list(history)
@@ -272,37 +315,42 @@ def fit(
 
 
 class _EpochRunner:
-    """Runs one epoch on device-resident data, then the test evaluation."""
+    """Runs one epoch on mesh-resident data, then the test evaluation."""
 
     def __init__(
         self,
         epoch_fn: Callable[..., tuple[Any, ...]],
-        train: tuple[jax.Array, jax.Array],
-        test: tuple[jax.Array, jax.Array] | None,
-        l2: jax.Array,
+        train: sharding.ShardedSplit,
+        test: sharding.ShardedSplit | None,
+        mesh: Mesh,
+        l2: np.float32,
         eval_chunk_size: int,
     ):
-        self.epoch_fn, self.train, self.test = epoch_fn, train, test
+        self.epoch_fn, self.train, self.test, self.mesh = epoch_fn, train, test, mesh
         self.l2, self.eval_chunk_size = l2, eval_chunk_size
 
     def __call__(self, state: TrainState) -> tuple[Any, EpochRecord | None]:
         """(new state, its record), or (the non-finite loss, None) on divergence."""
         epoch = state.epoch + 1
         start = time.perf_counter()
+        key_data, key_impl = _key_for_jit(epoch_key(state.key, epoch))
         params, opt_state, objective, mean_ce, acc = self.epoch_fn(
             state.params,
             state.opt_state,
-            epoch_key(state.key, epoch),
-            *self.train,
+            key_data,
+            self.train.x,
+            self.train.y,
             self.l2,
+            num_examples=self.train.num_examples,
+            key_impl=key_impl,
         )
         objective = float(objective)
         if not math.isfinite(objective):
             return objective, None
         test_loss = test_accuracy = None
         if self.test is not None:
-            result = evaluation.evaluate_validated(
-                params, *self.test, chunk_size=self.eval_chunk_size
+            result = evaluation.evaluate_sharded(
+                params, self.test, self.mesh, chunk_size=self.eval_chunk_size
             )
             test_loss, test_accuracy = result.loss, result.accuracy
         record = EpochRecord(

@@ -1,0 +1,145 @@
+"""Data parallelism: 8 simulated CPU devices give the 1-device results.
+
+Each test runs a script in a subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` (JAX fixes its device
+count at start-up, so this process cannot host both runs); the script
+compares a run on all 8 devices with the same run on a 1-device mesh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxsoft.train import sharding
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+PRELUDE = """
+import json
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+import jaxsoft as js
+from jaxsoft import train
+import sys; sys.path.insert(0, "tests")
+from _fake_data import blobs
+
+assert jax.device_count() == 8, jax.devices()
+one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+x, y = blobs(150, num_classes=3, num_features=16, seed=0)  # 150 = 18 * 8 + 6
+x_test, y_test = blobs(61, num_classes=3, num_features=16, seed=1)
+params = js.init_params(jax.random.key(0), 16, 3)
+out = {}
+"""
+
+
+def run_on_8_devices(body: str) -> dict:
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    script = PRELUDE + textwrap.dedent(body) + "\nprint(json.dumps(out))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_fit_evaluate_and_lbfgs_on_8_devices_equal_1_device():
+    out = run_on_8_devices(
+        """
+        kwargs = dict(key=jax.random.key(1), batch_size=16, epochs=3,
+                      x_test=x_test, y_test=y_test)
+        for name, mesh in (("eight", None), ("one", one)):
+            result = train.fit(params, x, y, mesh=mesh, **kwargs)
+            out[name] = {
+                "W": np.asarray(result.params.W).tolist(),
+                "b": np.asarray(result.params.b).tolist(),
+                "devices": len(result.params.W.sharding.device_set),
+                "history": [r.to_dict() for r in result.history],
+            }
+            ev = train.evaluate(result.params, x_test, y_test, chunk_size=4,
+                                mesh=mesh).to_dict()
+            out[name]["evaluation"] = ev
+            exact, info = train.solve_lbfgs(
+                js.init_params(jax.random.key(0), 16, 3, scale=0.0), x, y,
+                l2=1e-2, mesh=mesh)
+            out[name]["lbfgs"] = info._asdict()
+        """
+    )
+    eight, one = out["eight"], out["one"]
+    assert eight["devices"] == 8 and one["devices"] == 1
+    np.testing.assert_allclose(eight["W"], one["W"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(eight["b"], one["b"], atol=1e-5, rtol=0)
+    for a, b in zip(eight["history"], one["history"], strict=True):
+        assert a["test_accuracy"] == b["test_accuracy"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    ev8, ev1 = eight["evaluation"], one["evaluation"]
+    assert ev8["num_examples"] == ev1["num_examples"] == 61  # each row once
+    assert ev8["confusion"] == ev1["confusion"]
+    assert ev8["accuracy"] == ev1["accuracy"]
+    assert ev8["loss"] == pytest.approx(ev1["loss"], rel=1e-6)
+    assert ev8["calibration_error"] == pytest.approx(ev1["calibration_error"], abs=1e-6)
+    assert eight["lbfgs"]["converged"] and one["lbfgs"]["converged"]
+    assert eight["lbfgs"]["objective"] == pytest.approx(
+        one["lbfgs"]["objective"], rel=1e-6
+    )
+
+
+def test_pre_sharded_inputs_on_an_explicit_mesh():
+    out = run_on_8_devices(
+        """
+        explicit = jax.make_mesh((4,), ("data",))  # explicit axes by default
+        assert "Explicit" in str(explicit.axis_types)
+        rows = NamedSharding(explicit, P("data"))
+        xs, ys = jax.device_put(x[:148], rows), jax.device_put(y[:148], rows)
+        kwargs = dict(key=jax.random.key(1), batch_size=16, epochs=2)
+        sharded = train.fit(params, xs, ys, mesh=explicit, **kwargs)
+        default_mesh = train.fit(params, xs, ys, **kwargs)  # onto all 8
+        host = train.fit(params, x[:148], y[:148], mesh=one, **kwargs)
+        out["diff"] = [
+            float(np.abs(np.asarray(r.params.W) - np.asarray(host.params.W)).max())
+            for r in (sharded, default_mesh)
+        ]
+        out["accuracy"] = train.evaluate(sharded.params, xs, ys).accuracy
+        out["host_accuracy"] = train.evaluate(host.params, x[:148], y[:148]).accuracy
+        """
+    )
+    assert max(out["diff"]) < 1e-5
+    assert out["accuracy"] == out["host_accuracy"]
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_refused():
+    out = run_on_8_devices(
+        """
+        try:
+            train.fit(params, x, y, key=jax.random.key(1), batch_size=20, epochs=1)
+        except ValueError as err:
+            out["message"] = str(err)
+        """
+    )
+    assert "batch_size 20" in out["message"] and "8 devices" in out["message"]
+    assert "16 or 24" in out["message"]
+
+
+def test_a_mesh_without_a_data_axis_is_refused():
+    import jax
+
+    mesh = jax.make_mesh((1,), ("batch",))
+    with pytest.raises(ValueError, match="'data'"):
+        sharding.resolve_mesh(mesh)
