@@ -12,10 +12,11 @@ from typing import Any
 
 import jax
 
-from jaxsoft import checkpoint, model
+from jaxsoft import checkpoint, distributed, model
 from jaxsoft.config import Config
 from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.run_folder import RunFolder
+from jaxsoft.train import sharding
 
 __all__ = ["RunDivergedError", "RunError", "TrainingRun"]
 
@@ -43,11 +44,21 @@ class RunDivergedError(RunError):
 class TrainingRun:
     """One training run's steps, in order: start, fit, finish."""
 
-    def __init__(self, config: Config, dataset: Any, folder: RunFolder, verbose: bool):
+    def __init__(
+        self,
+        config: Config,
+        dataset: Any,
+        folder: RunFolder,
+        verbose: bool,
+        *,
+        writer: bool = True,
+    ):
         from jaxsoft import train
 
         self.config, self.dataset, self.folder = config, dataset, folder
-        self.verbose = verbose
+        self.writer = writer  # this process writes the run's files
+        self.verbose = verbose and writer
+        self.mesh = sharding.resolve_mesh()
         init_key, self.shuffle_key = jax.random.split(jax.random.key(config.seed))
         self.initial_params = model.init_params(
             init_key, dataset.num_features, dataset.num_classes
@@ -73,11 +84,13 @@ class TrainingRun:
 
     def start(self, resuming: bool) -> tuple[TrainState, list[EpochRecord]]:
         """The initial or restored state and the history so far."""
+        # Replicated on the mesh: the layout training and restoring need.
+        params = sharding.replicate(self.initial_params, self.mesh)
         template = TrainState(
-            self.initial_params,
-            self.optimizer.init(self.initial_params),
+            params,
+            sharding.replicate(self.optimizer.init(params), self.mesh),
             0,
-            self.shuffle_key,
+            sharding.replicate(self.shuffle_key, self.mesh),
         )
         if resuming:
             with checkpoint.Checkpointer(self.folder.checkpoints) as ckpt:
@@ -85,15 +98,19 @@ class TrainingRun:
             history = self.folder.read_history(state.epoch)
             self._print(f"resuming after epoch {state.epoch}")
         else:
-            self.folder.clear()  # --overwrite: every input is valid by now
+            if self.writer:
+                self.folder.clear()  # --overwrite: every input is valid by now
             state, history = template, []
-        self.folder.write_history(history)
+        if self.writer:
+            self.folder.write_history(history)
+        distributed.barrier("jaxsoft: run folder ready")
         config = self.config
         self._print(
             f"jaxsoft: training on {self.dataset!r} with {config.optimizer} lr "
             f"{config.learning_rate:g} ({config.schedule}), batch "
             f"{config.batch_size}, {config.epochs} epochs, l2 {config.l2:g}, on "
-            f"{jax.default_backend()}; writing to {self.folder.path}"
+            f"{jax.device_count()} {jax.default_backend()} device(s) in "
+            f"{jax.process_count()} process(es); writing to {self.folder.path}"
         )
         return state, history
 
@@ -115,7 +132,8 @@ class TrainingRun:
         )
 
         def on_epoch_end(new_state: TrainState, record: EpochRecord) -> None:
-            self.folder.append_record(record)
+            if self.writer:
+                self.folder.append_record(record)
             if record.epoch % config.checkpoint_every == 0 or (
                 record.epoch == config.epochs
             ):
@@ -145,6 +163,7 @@ class TrainingRun:
                 on_epoch_end=on_epoch_end,
                 eval_chunk_size=config.eval_chunk_size,
                 check_input=False,  # a Dataset is valid by construction
+                mesh=self.mesh,
             )
         except train.TrainingDiverged as err:
             raise self._diverged(err, ckpt, saved_epochs) from None
@@ -190,7 +209,17 @@ class TrainingRun:
             ds.y_test,
             chunk_size=self.config.eval_chunk_size,
             check_input=False,
+            mesh=self.mesh,
         )
+        summary = {
+            "dataset": ds.name,
+            "config": self.meta,
+            "epochs": result.state.epoch,
+            "test": final.to_dict(),
+            "train_seconds": sum(r.seconds for r in result.history),
+        }
+        if not self.writer:
+            return summary
         plots.plot_history(result.history, out / "curves.png")
         plots.plot_weights(
             result.params, ds.image_shape, ds.class_names, out / "weights.png"
@@ -201,13 +230,6 @@ class TrainingRun:
             out / "confusion.png",
             title=f"{ds.name} test confusion matrix",
         )
-        summary = {
-            "dataset": ds.name,
-            "config": self.meta,
-            "epochs": result.state.epoch,
-            "test": final.to_dict(),
-            "train_seconds": sum(r.seconds for r in result.history),
-        }
         self.folder.write_summary(summary)
         self._print(
             f"done: {result.state.epoch} epochs in {summary['train_seconds']:.1f}s; "

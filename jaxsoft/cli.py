@@ -90,6 +90,24 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(train)
     train.add_argument("--out", help="output folder (default: runs/DATASET)")
+    processes = train.add_argument_group(
+        "several processes (one per host; see jaxsoft.distributed)"
+    )
+    processes.add_argument(
+        "--coordinator-address", help="HOST:PORT of process 0 (all processes)"
+    )
+    processes.add_argument(
+        "--num-processes", type=_parse_int, help="how many processes take part"
+    )
+    processes.add_argument(
+        "--process-id", type=_parse_int, help="this process's index, 0 .. N-1"
+    )
+    processes.add_argument(
+        "--launch-timeout",
+        type=_parse_int,
+        default=60,
+        help="seconds to wait for the other processes (default: 60)",
+    )
     mode = train.add_mutually_exclusive_group()
     mode.add_argument(
         "--resume", action="store_true", help="continue the run saved in --out"
@@ -178,8 +196,15 @@ def _config_from_args(args: argparse.Namespace) -> tuple[Config, list[str]]:
 
 def _command_train(args: argparse.Namespace) -> int:
     from jaxsoft import experiment
+    from jaxsoft.distributed import Launch
 
     config, explicit = _config_from_args(args)
+    launch = Launch(
+        args.coordinator_address,
+        args.num_processes,
+        args.process_id,
+        args.launch_timeout,
+    )
     _check_folder_option("--data-dir", config.data_dir, must_exist=False)
     _check_folder_option("--manual-dir", config.manual_dir, must_exist=True)
     out = args.out or f"runs/{config.dataset}"
@@ -187,7 +212,12 @@ def _command_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} is a file, not a folder.")
     try:
         experiment.train_and_evaluate(
-            config, out, resume=args.resume, overwrite=args.overwrite, explicit=explicit
+            config,
+            out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            explicit=explicit,
+            launch=launch,
         )
     except experiment.RunDivergedError as err:
         print(f"jaxsoft: error: {err}", file=sys.stderr)
@@ -264,11 +294,12 @@ def _command_predict(args: argparse.Namespace) -> int:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean a mistake in the inputs, not a bug."""
-    from jaxsoft import checkpoint, experiment, images, run_folder
+    from jaxsoft import checkpoint, distributed, experiment, images, run_folder
     from jaxsoft.data.errors import DatasetError
 
     return (
         UsageError,
+        distributed.LaunchError,
         experiment.RunError,
         run_folder.RunFolderError,
         checkpoint.CheckpointError,

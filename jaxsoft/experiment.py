@@ -13,6 +13,7 @@ own.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
@@ -21,14 +22,16 @@ from typing import Any
 
 import jax
 
-from jaxsoft import checkpoint, model, validation
+from jaxsoft import checkpoint, distributed, model, validation
 from jaxsoft._training_run import RunDivergedError, RunError, TrainingRun
 from jaxsoft.config import RUN_DEFINING, Config, flags
+from jaxsoft.distributed import Launch
 from jaxsoft.records import Evaluation
 from jaxsoft.run_folder import RunFolder
 
 __all__ = [
     "Config",
+    "Launch",
     "Prediction",
     "RunDivergedError",
     "RunError",
@@ -112,14 +115,21 @@ def _check_shape(name: str, data_dir: Any, expected: tuple[int, int]) -> None:
 
 
 def _load_dataset(config: Config, saved: dict[str, Any] | None) -> Any:
+    """The dataset; with several processes, process 0 prepares it first."""
     from jaxsoft import data
 
     if saved is not None:
         expected = (saved["config"]["num_features"], saved["config"]["num_classes"])
         _check_shape(config.dataset, config.data_dir, expected)
-    return data.load(
+    writer = distributed.is_writer()
+    if not writer:
+        distributed.barrier("jaxsoft: dataset prepared")
+    dataset = data.load(
         config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir
     )
+    if writer:
+        distributed.barrier("jaxsoft: dataset prepared")
+    return dataset
 
 
 def train_and_evaluate(
@@ -130,6 +140,7 @@ def train_and_evaluate(
     overwrite: bool = False,
     explicit: Sequence[str] | None = None,
     verbose: bool = True,
+    launch: Launch | None = None,
 ) -> dict[str, Any]:
     """Runs a whole training experiment into ``workdir``.
 
@@ -150,6 +161,10 @@ def train_and_evaluate(
         (they must agree with the saved run); default: every field that
         differs from `Config`'s defaults.
       verbose: print one line per epoch and a progress bar (on a terminal).
+      launch: how this process joins a multi-process run
+        (`jaxsoft.distributed.Launch`); None for one process. Every process
+        calls this function with the same arguments; process 0 writes the
+        files, all of them compute and checkpoint.
 
     Returns:
       The summary (also in ``summary.json``): dataset, config, epochs, test
@@ -164,8 +179,10 @@ def train_and_evaluate(
       jaxsoft.data.DatasetError, jaxsoft.checkpoint.CheckpointError: the
         dataset or the checkpoint cannot be read.
     """
+    distributed.initialize(launch or Launch())
     folder = RunFolder(workdir)
-    with folder.lock():
+    writer = distributed.is_writer()  # process 0 writes; all compute
+    with folder.lock() if writer else contextlib.nullcontext():
         saved = _check_new_or_resumed(folder, resume, overwrite)
         if saved is not None:
             if explicit is None:
@@ -179,7 +196,8 @@ def train_and_evaluate(
                 f"batch_size {config.batch_size} is larger than the "
                 f"{len(dataset.x_train)} training examples of {dataset.name!r}."
             )
-        run = TrainingRun(config, dataset, folder, verbose)
+        distributed.barrier("jaxsoft: every process checked its inputs")
+        run = TrainingRun(config, dataset, folder, verbose, writer=writer)
         state, history = run.start(saved is not None)
         result = run.fit(state, history)
         return run.finish(result)

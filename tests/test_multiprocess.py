@@ -1,0 +1,180 @@
+"""Several processes on localhost (`jax.distributed` over gloo), as a user runs them.
+
+Each process is a `python -m jaxsoft train` subprocess with its own
+``--process-id``; the runs are compared with a one-process run of the same
+command. Bad launches must fail within seconds with one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxsoft.data
+from jaxsoft import checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
+ENV.pop("XLA_FLAGS", None)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tfds")
+    jaxsoft.data.load("digits", data_dir=path)  # prepared once, offline
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jaxsoft", "train", *args]
+
+
+def _launch(n: int, args: list[str], port: int, **extra: str) -> list[subprocess.Popen]:
+    flags = ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes"]
+    return [
+        subprocess.Popen(
+            _train(*args, *flags, extra.get(str(i), str(n)), "--process-id", str(i)),
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
+
+
+def _finish(processes: list[subprocess.Popen], timeout: float = 240) -> list[tuple]:
+    return [(p.wait(timeout), *p.communicate()) for p in processes]
+
+
+def _params(out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    params, meta = checkpoint.load_params(out)  # this process: one device
+    return np.asarray(params.W), np.asarray(params.b), meta
+
+
+def test_two_processes_train_like_one(data_dir, tmp_path):
+    args = ["--data-dir", str(data_dir), "--epochs", "3"]
+    two, one = tmp_path / "two", tmp_path / "one"
+    results = _finish(_launch(2, [*args, "--out", str(two)], _free_port()))
+    for code, _, stderr in results:
+        assert code == 0, stderr[-2000:]
+    single = subprocess.run(
+        _train(*args, "--out", str(one)), env=ENV, capture_output=True, text=True
+    )
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert "2 cpu device(s) in 2 process(es)" in results[0][1]
+    # Process 1 prints nothing of its own (gloo's C++ greeting aside).
+    assert [x for x in results[1][1].splitlines() if not x.startswith("[Gloo]")] == []
+    w2, b2, meta = _params(two)
+    w1, b1, _ = _params(one)
+    assert meta["epoch"] == 3
+    np.testing.assert_allclose(w2, w1, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(b2, b1, atol=1e-5, rtol=0)
+    test2 = json.loads((two / "summary.json").read_text())["test"]
+    test1 = json.loads((one / "summary.json").read_text())["test"]
+    assert test2["accuracy"] == test1["accuracy"]
+    assert test2["loss"] == pytest.approx(test1["loss"], rel=1e-5)
+    assert len((two / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_killed_two_process_run_resumes(data_dir, tmp_path):
+    args = ["--data-dir", str(data_dir), "--epochs", "8", "--checkpoint-every", "1"]
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+    processes = _launch(2, [*args, "--out", str(killed)], _free_port())
+    try:
+        deadline = time.monotonic() + 180
+        while not (killed / "checkpoints" / "2").is_dir():
+            assert all(p.poll() is None for p in processes), _finish(processes)
+            assert time.monotonic() < deadline, "no checkpoint within 180 s"
+            time.sleep(0.05)
+        for p in processes:
+            p.send_signal(signal.SIGKILL)
+    finally:
+        _finish(processes, timeout=30)
+    assert all(p.returncode == -signal.SIGKILL for p in processes)
+    done = max(
+        int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit()
+    )
+    assert done < 8
+
+    resumed = _finish(
+        _launch(2, [*args, "--out", str(killed), "--resume"], _free_port())
+    )
+    for code, _, stderr in resumed:
+        assert code == 0, stderr[-2000:]
+    assert f"resuming after epoch {done}" in resumed[0][1]
+    single = subprocess.run(
+        _train(*args, "--out", str(reference)), env=ENV, capture_output=True, text=True
+    )
+    assert single.returncode == 0, single.stderr[-2000:]
+    w, b, meta = _params(killed)
+    w_ref, b_ref, _ = _params(reference)
+    assert meta["epoch"] == 8
+    np.testing.assert_allclose(w, w_ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(b, b_ref, atol=1e-5, rtol=0)
+    epochs = [
+        json.loads(line)["epoch"]
+        for line in (killed / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert epochs == list(range(1, 9))
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("jaxsoft:")]
+    assert len(lines) == 1, stderr[-2000:]
+    assert "Traceback" not in stderr and "Check failure" not in stderr
+    return lines[0]
+
+
+def test_bad_launches_fail_fast_with_one_line(data_dir, tmp_path):
+    args = ["--data-dir", str(data_dir), "--epochs", "2", "--out", str(tmp_path / "r")]
+    port = _free_port()
+    start = time.monotonic()
+    out_of_range = subprocess.run(
+        _train(
+            *args,
+            "--coordinator-address",
+            f"127.0.0.1:{port}",
+            *["--num-processes", "2", "--process-id", "2"],
+        ),
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert out_of_range.returncode == 2
+    assert "--process-id 2 is out of range" in _one_error_line(out_of_range.stderr)
+
+    no_coordinator = subprocess.run(
+        _train(
+            *args,
+            "--coordinator-address",
+            f"127.0.0.1:{port}",
+            *["--num-processes", "2", "--process-id", "1", "--launch-timeout", "2"],
+        ),
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert no_coordinator.returncode == 2
+    assert "no coordinator answered" in _one_error_line(no_coordinator.stderr)
+
+    mismatched = _finish(_launch(2, args, _free_port(), **{"1": "3"}), timeout=60)
+    for code, _, stderr in mismatched:
+        assert code == 2
+        assert "different --num-processes" in _one_error_line(stderr)
+    assert time.monotonic() - start < 60
