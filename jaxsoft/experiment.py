@@ -28,6 +28,7 @@ from jaxsoft.config import RUN_DEFINING, Config, flags
 from jaxsoft.distributed import Launch
 from jaxsoft.records import Evaluation
 from jaxsoft.run_folder import RunFolder
+from jaxsoft.train import sharding
 
 __all__ = [
     "Config",
@@ -196,6 +197,10 @@ def train_and_evaluate(
                 f"batch_size {config.batch_size} is larger than the "
                 f"{len(dataset.x_train)} training examples of {dataset.name!r}."
             )
+        try:
+            sharding.check_batch_size(config.batch_size, sharding.resolve_mesh())
+        except ValueError as err:
+            raise RunError(f"--batch-size: {err}") from None
         distributed.barrier("jaxsoft: every process checked its inputs")
         run = TrainingRun(config, dataset, folder, verbose, writer=writer)
         state, history = run.start(saved is not None)

@@ -143,3 +143,26 @@ def test_a_mesh_without_a_data_axis_is_refused():
     mesh = jax.make_mesh((1,), ("batch",))
     with pytest.raises(ValueError, match="'data'"):
         sharding.resolve_mesh(mesh)
+
+
+def test_the_cli_refuses_a_batch_that_does_not_split_with_one_line(tmp_path):
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    run = str(tmp_path / "run")
+    command = ["train", "--batch-size", "20", "--out", run]
+    command += ["--data-dir", str(tmp_path / "tfds")]
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxsoft", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("jaxsoft: error: --batch-size: batch_size 20")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
