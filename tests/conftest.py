@@ -22,6 +22,10 @@ settings.register_profile("jaxsoft", deadline=None, max_examples=60)
 settings.register_profile("thorough", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxsoft"))
 
+# The CLI keeps compiled programs in a disk cache; tests start from none (and
+# leave none in the home folder), except the one test that checks the cache.
+os.environ["JAXSOFT_CACHE_DIR"] = ""
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",

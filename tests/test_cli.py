@@ -541,6 +541,29 @@ def test_killed_run_resumes_to_the_same_parameters(digits_data_dir, tmp_path, ca
     np.testing.assert_array_equal(b, b_ref)
 
 
+def test_a_second_run_reuses_the_compiled_programs(digits_data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAXSOFT_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-m", "jaxsoft", "train", "--epochs", "2"]
+    command += ["--data-dir", str(digits_data_dir), "--out", str(tmp_path / "run")]
+    first = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries  # the compiled epoch, evaluation, ...
+    second = subprocess.run(
+        [*command, "--overwrite"], env=env, capture_output=True, text=True
+    )
+    assert second.returncode == 0, second.stderr
+    # Every program came from the cache: nothing new was compiled or written.
+    assert sorted(p.name for p in cache.iterdir()) == entries
+    summaries = [
+        json.loads(line.split("test accuracy ")[1].split(",")[0])
+        for line in (first.stdout + second.stdout).splitlines()
+        if line.startswith("done:")
+    ]
+    assert len(summaries) == 2 and summaries[0] == summaries[1]
+
+
 def test_python_dash_m_help():
     result = subprocess.run(
         [sys.executable, "-m", "jaxsoft", "--help"],
