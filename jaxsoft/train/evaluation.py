@@ -25,6 +25,31 @@ CALIBRATION_BINS = 15
 """Confidence bins of the reported expected calibration error."""
 
 
+def _chunk_sums(
+    o: jax.Array, y: jax.Array, counted: jax.Array, top_k: int
+) -> dict[str, jax.Array]:
+    """One chunk's sums: loss and hits, and with ``top_k`` > 0 the rest.
+
+    ``top_k == 0`` is the light evaluation of every epoch (loss, accuracy);
+    the full one adds the confusion matrix, top-k hits and calibration gaps.
+    """
+    count = jnp.sum(counted)
+
+    def total(mean: jax.Array) -> jax.Array:  # an all-padding chunk adds 0
+        return jnp.where(count > 0, mean * count, 0.0)
+
+    sums = {"loss": jnp.sum(losses.cross_entropy(o, y, where=counted))}
+    if top_k == 0:
+        sums["hits"] = total(metrics.accuracy(o, y, where=counted))
+        return sums
+    sums["confusion"] = metrics.confusion_matrix(o, y, where=counted)
+    sums["top_k"] = total(metrics.top_k_accuracy(o, y, top_k, where=counted))
+    sums["calibration"] = metrics.calibration_gaps(
+        o, y, CALIBRATION_BINS, where=counted
+    )
+    return sums
+
+
 def _local_totals(
     params: model.Params,
     x: jax.Array,
@@ -51,25 +76,20 @@ def _local_totals(
     def add_chunk(totals: dict[str, jax.Array], chunk: tuple[jax.Array, ...]) -> Any:
         x_chunk, y_chunk, counted = chunk
         o = model.logits(params, x_chunk)
-        count = jnp.sum(counted)
-        hits = metrics.top_k_accuracy(o, y_chunk, top_k, where=counted)
-        update = {
-            "loss": jnp.sum(losses.cross_entropy(o, y_chunk, where=counted)),
-            "confusion": metrics.confusion_matrix(o, y_chunk, where=counted),
-            # An all-padding chunk has a NaN mean: it adds nothing.
-            "top_k": jnp.where(count > 0, hits * count, 0.0),
-            "calibration": metrics.calibration_gaps(
-                o, y_chunk, CALIBRATION_BINS, where=counted
-            ),
-        }
+        update = _chunk_sums(o, y_chunk, counted, top_k)
         return jax.tree.map(jnp.add, totals, update), None
 
-    zeros = {
-        "loss": jnp.zeros((), jnp.float32),
-        "confusion": jnp.zeros((q, q), jnp.int32),
-        "top_k": jnp.zeros((), jnp.float32),
-        "calibration": jnp.zeros((CALIBRATION_BINS,), jnp.float32),
-    }
+    zeros = jax.tree.map(
+        jnp.zeros_like,
+        jax.eval_shape(
+            lambda: _chunk_sums(
+                jnp.zeros((chunk_size, q)),
+                jnp.zeros((chunk_size,), jnp.int32),
+                jnp.ones((chunk_size,), bool),
+                top_k,
+            )
+        ),
+    )
     # The sums vary from device to device (shard_map's type of the carry).
     zeros = jax.lax.pcast(zeros, (sharding.DATA_AXIS,), to="varying")
     totals, _ = jax.lax.scan(add_chunk, zeros, chunks)
@@ -106,6 +126,30 @@ def _totals(
     return jax.shard_map(
         per_device, mesh=mesh, in_specs=(P(), data, data), out_specs=P()
     )(params, x, y)
+
+
+def loss_and_accuracy_sharded(
+    params: model.Params,
+    split: sharding.ShardedSplit,
+    mesh: Mesh,
+    *,
+    chunk_size: int,
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of a split on the mesh: the light pass
+    that `fit` runs after every epoch (a smaller program than `evaluate`)."""
+    n = split.num_examples
+    totals = jax.device_get(
+        _totals(
+            params,
+            split.x,
+            split.y,
+            mesh=mesh,
+            num_examples=n,
+            chunk_size=chunk_size,
+            top_k=0,
+        )
+    )
+    return float(totals["loss"]) / n, round(float(totals["hits"])) / n
 
 
 def evaluate_sharded(

@@ -349,10 +349,9 @@ class _EpochRunner:
             return objective, None
         test_loss = test_accuracy = None
         if self.test is not None:
-            result = evaluation.evaluate_sharded(
+            test_loss, test_accuracy = evaluation.loss_and_accuracy_sharded(
                 params, self.test, self.mesh, chunk_size=self.eval_chunk_size
             )
-            test_loss, test_accuracy = result.loss, result.accuracy
         record = EpochRecord(
             epoch=epoch,
             train_loss=float(mean_ce),
