@@ -147,6 +147,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="invert dark-on-light images to the datasets' light-on-dark "
         "(default: auto, by the border's brightness)",
     )
+    from jaxsoft.probe import command as probe_command
+
+    probe_command.add_parser(commands)
     return parser
 
 
@@ -292,10 +295,17 @@ def _command_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_probe(args: argparse.Namespace) -> int:
+    from jaxsoft.probe import command as probe_command
+
+    return probe_command.run(args)
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean a mistake in the inputs, not a bug."""
     from jaxsoft import checkpoint, distributed, experiment, images, run_folder
     from jaxsoft.data.errors import DatasetError
+    from jaxsoft.probe import ProbeInputError
 
     return (
         UsageError,
@@ -305,6 +315,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         checkpoint.CheckpointError,
         DatasetError,
         images.ImageError,
+        ProbeInputError,
         OSError,  # a file the user named cannot be read or written
     )
 
@@ -361,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": _command_train,
         "evaluate": _command_evaluate,
         "predict": _command_predict,
+        "probe": _command_probe,
     }
     try:
         return commands[args.command](args)

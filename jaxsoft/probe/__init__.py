@@ -1,0 +1,26 @@
+"""Linear probes: every L2 strength of an exact softmax regression, at once.
+
+>>> from jaxsoft import probe
+>>> # res = probe.sweep(x_train, y_train, l2=[1e-6, 1e-4], x_val=x_val, y_val=y_val)
+
+- `sweep` (`sweep`): the heads, their scores and the chosen one.
+- `load_features` (`features`): arrays, ``.npz`` files, memory-mapped
+  ``.npy`` pairs; `ProbeInputError` for bad inputs.
+- `score` (`scoring`): accuracy and top-5 of every head on another split.
+- `command`: the ``jaxsoft probe`` subcommand.
+"""
+
+from jaxsoft.probe.features import ProbeInputError, load_features
+from jaxsoft.probe.scoring import score
+from jaxsoft.probe.solver import Progress
+from jaxsoft.probe.sweep import DEFAULT_L2, SweepResult, sweep
+
+__all__ = [
+    "DEFAULT_L2",
+    "ProbeInputError",
+    "Progress",
+    "SweepResult",
+    "load_features",
+    "score",
+    "sweep",
+]

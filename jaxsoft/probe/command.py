@@ -1,0 +1,164 @@
+"""The ``jaxsoft probe`` subcommand: feature files in, every head and the chosen out.
+
+    jaxsoft probe --train TRAIN.npz --val VAL.npz [--test TEST.npz]
+                  [--l2 1e-6 1e-5 ...] --out DIR
+
+A split is an ``.npz`` file holding ``x`` and ``y``, or two ``.npy`` files
+(features, labels; memory-mapped). Without ``--val`` the strength is chosen
+by k-fold cross-validation on the training split. `run` raises
+`ProbeInputError` (a ValueError, one line) for bad inputs; the CLI maps it
+to exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxsoft.probe import report
+from jaxsoft.probe.features import ProbeInputError, load_features, validate_features
+from jaxsoft.probe.scoring import score
+from jaxsoft.probe.solver import Progress
+from jaxsoft.probe.sweep import DEFAULT_L2, SweepResult, sweep
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Adds ``probe`` to an argparse ``add_subparsers()`` object."""
+    parser = subparsers.add_parser(
+        "probe",
+        help="linear probe: every L2 strength at once, chosen on validation",
+        description=(
+            "Fits an exact softmax regression for every L2 strength on saved "
+            "features and keeps the one with the best validation accuracy."
+        ),
+    )
+    split = "an .npz file with x and y, or X.npy Y.npy"
+    parser.add_argument("--train", nargs="+", required=True, metavar="FILE", help=split)
+    parser.add_argument(
+        "--val",
+        nargs="+",
+        metavar="FILE",
+        help=f"{split}; without it, the strength is chosen by cross-validation",
+    )
+    parser.add_argument("--test", nargs="+", metavar="FILE", help=split)
+    parser.add_argument(
+        "--l2",
+        nargs="*",
+        type=float,
+        metavar="L2",
+        help="strengths, each > 0 (default: 8 on a log grid from 1e-6 to 1e-1)",
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--folds", type=int, default=5, help="CV folds without --val")
+    parser.add_argument(
+        "--refit", action="store_true", help="refit the chosen head on train + val"
+    )
+    parser.add_argument("--rtol", type=float, default=1e-7, help="objective tolerance")
+    parser.add_argument("--max-iter", type=int, default=1000, dest="max_iter")
+    parser.add_argument(
+        "--max-device-bytes",
+        type=int,
+        dest="max_device_bytes",
+        help="stream features larger than this through the device",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _load(paths: list[str] | None, split: str) -> tuple[Any, Any] | None:
+    if paths is None:
+        return None
+    if len(paths) > 2:
+        raise ProbeInputError(
+            f"--{split} takes an .npz file or two .npy files, got {len(paths)} paths."
+        )
+    return load_features(paths[0] if len(paths) == 1 else tuple(paths), split=split)
+
+
+def _check_test(train: tuple[Any, Any], test: tuple[Any, Any] | None):
+    """Validates the test split against the training one before any solve."""
+    if test is None:
+        return None
+    x, y = train
+    width = x.shape[1] if getattr(x, "ndim", 0) == 2 else None
+    labels = np.asarray(y)
+    if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu":
+        return test  # the training split is bad: sweep says how
+    q = max(2, int(labels.max()) + 1)
+    return validate_features(*test, num_classes=q, num_features=width, split="test")
+
+
+def _progress_bar(quiet: bool):
+    """A tqdm bar over finished heads (stderr), or None when quiet."""
+    if quiet:
+        return None, lambda: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="probe", unit="head", file=sys.stderr, leave=False)
+
+    def show(p: Progress) -> None:
+        bar.total = p.total
+        bar.n = p.total - p.running
+        bar.set_postfix(passes=p.passes, refresh=False)
+        bar.refresh()
+
+    return show, bar.close
+
+
+def _print_table(res: SweepResult, table: list[dict[str, Any]], out: Path) -> None:
+    keys = [k for k in table[0] if k not in ("chosen",)]
+    print("  ".join(f"{k:>14}" for k in keys))
+    for row in table:
+        cells = [
+            f"{v:>14.6g}" if isinstance(v, float) else f"{v!s:>14}"
+            for v in (row[k] for k in keys)
+        ]
+        print("  ".join(cells) + ("  <- chosen" if row["chosen"] else ""))
+    print(
+        f"chosen l2 = {res.l2[res.best]:g} by {res.selection} (accuracy "
+        f"{res.val_accuracy[res.best]:.4f}); wrote {', '.join(report.FILES)} "
+        f"to {out}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the probe described by parsed ``args``; returns the exit code (0)."""
+    train = _load(args.train, "train")
+    val = _load(args.val, "val")
+    test = _check_test(train, _load(args.test, "test"))
+    l2 = DEFAULT_L2 if args.l2 is None else args.l2
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ProbeInputError(f"--out {out} exists and is not a folder.")
+    show, close = _progress_bar(args.quiet)
+    try:
+        res = sweep(
+            *train,
+            l2,
+            x_val=None if val is None else val[0],
+            y_val=None if val is None else val[1],
+            folds=args.folds,
+            refit=args.refit,
+            rtol=args.rtol,
+            max_iter=args.max_iter,
+            max_device_bytes=args.max_device_bytes,
+            progress=show,
+        )
+    finally:
+        close()
+    scores = None
+    if test is not None:
+        scores = score(
+            res.heads, *test, max_device_bytes=args.max_device_bytes, check=False
+        )
+    try:
+        report.write_outputs(res, out, scores)
+    except OSError as err:
+        raise ProbeInputError(f"cannot write to --out {out}: {err}") from None
+    _print_table(res, report.head_table(res, scores), out)
+    return 0

@@ -1,0 +1,148 @@
+"""Feature files for probes: NumPy arrays, ``.npz`` files, pairs of ``.npy`` files.
+
+A split is given as
+
+- a pair of arrays ``(x, y)`` (NumPy or JAX; x (n, d), y (n,) int);
+- the path of an ``.npz`` file holding arrays named ``x`` and ``y``;
+- a pair of paths ``(x.npy, y.npy)``: memory-mapped, so the features need
+  not fit in host memory (`jaxsoft.probe.sweep` streams them).
+
+Every split goes through `jaxsoft.validation.validate_split`, the project's
+one host-validation path; memory-mapped or very large features are checked
+block by block, so they are never read into memory whole. Input mistakes
+raise `ProbeInputError` (a ValueError) with a one-line message.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxsoft import validation
+
+__all__ = ["ProbeInputError", "load_features", "validate_features"]
+
+
+_BLOCK_BYTES = 256 << 20  # validate large features in blocks of this size
+
+
+class ProbeInputError(ValueError):
+    """A bad input to a probe: a missing file, a wrong array, a bad strength."""
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+def _existing(path: str | os.PathLike[str], split: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ProbeInputError(f"{split} features: no such file: {path}")
+    return path
+
+
+def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("x", "y") if k not in data.files]
+            if missing:
+                held = ", ".join(data.files) or "nothing"
+                raise ProbeInputError(
+                    f"{path} has no array named {missing[0]!r} (it holds: {held}); "
+                    "save features with np.savez(path, x=x, y=y)."
+                )
+            return data["x"], data["y"]
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        if isinstance(err, ProbeInputError):
+            raise
+        raise ProbeInputError(f"cannot read {path} as .npz: {err}") from None
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ProbeInputError(f"cannot read {path} as .npy: {err}") from None
+
+
+def load_features(
+    source: str | os.PathLike[str] | Sequence[Any], *, split: str = "train"
+) -> tuple[Any, Any]:
+    """Features and labels ``(x (n, d), y (n,))`` of one split, not yet validated.
+
+    Args:
+      source: ``(x, y)`` arrays, an ``.npz`` path with ``x`` and ``y``, or
+        ``(x.npy, y.npy)`` paths (memory-mapped, read-only).
+      split: the split's name, for messages.
+
+    Returns:
+      ``(x, y)`` as given or as loaded (``np.memmap`` for ``.npy`` files).
+
+    Raises:
+      ProbeInputError: a missing or unreadable file, an ``.npz`` without
+        ``x`` or ``y``, or a source of another form.
+    """
+    if _is_path(source):
+        path = _existing(source, split)
+        if path.suffix == ".npy":
+            raise ProbeInputError(
+                f"{split} features: {path} is one .npy file; give the pair "
+                "(x.npy, y.npy) or an .npz file holding x and y."
+            )
+        return _load_npz(path, split)
+    if isinstance(source, (tuple, list)) and len(source) == 2:
+        first, second = source
+        if _is_path(first) and _is_path(second):
+            return _load_npy(_existing(first, split)), _load_npy(
+                _existing(second, split)
+            )
+        if not (_is_path(first) or _is_path(second)):
+            return first, second
+    raise ProbeInputError(
+        f"{split} features must be (x, y) arrays, an .npz path or (x.npy, y.npy) "
+        f"paths, got {type(source).__name__}."
+    )
+
+
+def _check_block(x: Any, y: Any, num_classes: int, split: str) -> tuple[Any, Any]:
+    try:
+        return validation.validate_split(x, y, num_classes=num_classes, split=split)
+    except (TypeError, ValueError) as err:
+        raise ProbeInputError(str(err)) from None
+
+
+def validate_features(
+    x: Any, y: Any, *, num_classes: int, num_features: int | None, split: str
+) -> tuple[Any, np.ndarray]:
+    """Validates one split; returns ``(x, y int32)``.
+
+    Small in-memory features come back as `validate_split` returns them;
+    memory-mapped or large ones are checked in row blocks and returned as
+    they are (integer features are cast to float32 inside the passes).
+    """
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) == 2 and num_features not in (None, shape[1]):
+        raise ProbeInputError(
+            f"x_{split} has {shape[1]} features but x_train has {num_features}."
+        )
+    blockwise = isinstance(x, np.memmap) or getattr(x, "nbytes", 0) > _BLOCK_BYTES
+    if not blockwise or len(shape) != 2 or shape[0] == 0 or np.ndim(y) != 1:
+        x, y = _check_block(x, y, num_classes, split)
+        return x, np.asarray(y) if not isinstance(y, jax.Array) else y
+    if shape[0] != len(y):
+        raise ProbeInputError(
+            f"x_{split} and y_{split} have different lengths: {shape[0]} examples "
+            f"but {len(y)} labels."
+        )
+    step = max(1, _BLOCK_BYTES // max(1, x.itemsize * shape[1]))
+    for lo in range(0, shape[0], step):
+        hi = min(lo + step, shape[0])
+        name = split if (lo, hi) == (0, shape[0]) else f"{split}[{lo}:{hi}]"
+        _check_block(x[lo:hi], y[lo:hi], num_classes, name)
+    return x, np.asarray(y, np.int32)

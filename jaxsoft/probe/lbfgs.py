@@ -1,0 +1,187 @@
+"""L-BFGS for one head as a state machine driven by data passes.
+
+The solver never calls the objective itself: each data pass evaluates every
+head at its pending trial point ``theta + step * direction``, and `advance`
+turns that value and gradient into the next trial point. A head either
+accepts its trial (an L-BFGS iteration: memory update, new direction, step 1)
+or backtracks (a smaller step on the same direction), so each pass is useful
+to every head, with no line search running in lockstep and no `lax.cond`
+evaluated on both sides under `vmap`.
+
+Acceptance is Armijo's condition, or the approximate Wolfe conditions of
+Hager and Zhang (the objective has not risen beyond float32 rounding and the
+slope has dropped), which keep accepting good steps where float32 can no
+longer resolve the objective's decrease.
+
+A head stops when its estimated gap to the optimum, half the L-BFGS Newton
+decrement ``-g^T d / 2`` (d = -H g, H the inverse-Hessian estimate), is at
+most ``rtol * |f|``: convergence judged by the objective, not by a gradient
+norm that float32 cannot bring below ~1e-6.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["HeadState", "Settings", "advance", "init"]
+
+
+class Settings(NamedTuple):
+    """Solver settings (static)."""
+
+    rtol: float = 1e-6  # stop when the estimated gap <= rtol * |f|
+    max_iter: int = 1000  # accepted iterations per head
+    memory: int = 10
+    armijo: float = 1e-4
+    flat_rtol: float = 1e-6  # approximate Wolfe: f may rise by this, relative
+    flat_slope: float = 0.8  # ... when the slope is at most this x |initial slope|
+    max_backtracks: int = 30
+
+
+class HeadState(NamedTuple):
+    """One head's solver state; batched with a leading (H,) axis."""
+
+    theta: jax.Array  # (P,) accepted point
+    f: jax.Array  # objective at theta
+    g: jax.Array  # (P,) gradient at theta
+    direction: jax.Array  # (P,)
+    step: jax.Array  # the pending trial is theta + step * direction
+    S: jax.Array  # (m, P) memory of steps, newest at index `newest`
+    Y: jax.Array  # (m, P) memory of gradient changes
+    rho: jax.Array  # (m,) 1 / s^T y; 0 marks an empty slot
+    newest: jax.Array  # int
+    gamma: jax.Array  # initial inverse-Hessian scale
+    iterations: jax.Array  # accepted iterations (int)
+    evaluations: jax.Array  # data passes used (int)
+    backtracks: jax.Array  # consecutive rejected trials (int)
+    gap: jax.Array  # estimated objective gap at theta
+    done: jax.Array  # bool
+    converged: jax.Array  # bool
+
+
+def init(theta: jax.Array, memory: int) -> HeadState:
+    """The state before the first pass, whose trial point is ``theta``."""
+    P = theta.shape[0]
+    f32, i32 = jnp.float32, jnp.int32
+    return HeadState(
+        theta=theta,
+        f=jnp.asarray(jnp.inf, f32),
+        g=jnp.zeros(P, f32),
+        direction=jnp.zeros(P, f32),
+        step=jnp.asarray(0.0, f32),
+        S=jnp.zeros((memory, P), f32),
+        Y=jnp.zeros((memory, P), f32),
+        rho=jnp.zeros(memory, f32),
+        newest=jnp.asarray(memory - 1, i32),
+        gamma=jnp.asarray(1.0, f32),
+        iterations=jnp.asarray(0, i32),
+        evaluations=jnp.asarray(0, i32),
+        backtracks=jnp.asarray(0, i32),
+        gap=jnp.asarray(jnp.inf, f32),
+        done=jnp.asarray(False),
+        converged=jnp.asarray(False),
+    )
+
+
+def trial(state: HeadState) -> jax.Array:
+    """The point the next pass evaluates for this head."""
+    return state.theta + state.step * state.direction
+
+
+def _two_loop(g, S, Y, rho, newest, gamma) -> jax.Array:
+    """-H g by the two-loop recursion over the ring buffer (empty slots: rho 0)."""
+    order = (newest - jnp.arange(S.shape[0])) % S.shape[0]  # newest first
+
+    def backward(q, j):
+        a = rho[j] * jnp.vdot(S[j], q)
+        return q - a * Y[j], a
+
+    q, alphas = jax.lax.scan(backward, g, order)
+
+    def forward(r, j_a):
+        j, a = j_a
+        beta = rho[j] * jnp.vdot(Y[j], r)
+        return r + (a - beta) * S[j], None
+
+    r, _ = jax.lax.scan(forward, gamma * q, (order[::-1], alphas[::-1]))
+    return -r
+
+
+def _cubic_step(f0, d0, ft, dt, t) -> jax.Array:
+    """The minimiser on [0, t] of the cubic through (0, f0, d0), (t, ft, dt),
+    kept within [0.1 t, 0.5 t] (halving where the fit is not usable)."""
+    d1 = d0 + dt - 3.0 * (f0 - ft) / (0.0 - t)
+    disc = d1 * d1 - d0 * dt
+    d2 = jnp.sqrt(jnp.maximum(disc, 0.0))
+    new = t - t * (dt + d2 - d1) / (dt - d0 + 2.0 * d2)
+    usable = jnp.isfinite(new) & (disc >= 0) & jnp.isfinite(ft) & jnp.isfinite(dt)
+    return jnp.clip(jnp.where(usable, new, 0.5 * t), 0.1 * t, 0.5 * t)
+
+
+def _accept(state: HeadState, f_t, g_t, cfg: Settings) -> HeadState:
+    """The trial becomes the new point: memory update and a new direction."""
+    first = state.evaluations == 0
+    s = state.step * state.direction
+    y = g_t - state.g
+    sy, yy = jnp.vdot(s, y), jnp.vdot(y, y)
+    store = (~first) & (sy > 1e-10 * jnp.sqrt(jnp.vdot(s, s) * yy))
+    slot = jnp.where(store, (state.newest + 1) % cfg.memory, state.newest)
+    S = state.S.at[slot].set(jnp.where(store, s, state.S[slot]))
+    Y = state.Y.at[slot].set(jnp.where(store, y, state.Y[slot]))
+    rho = state.rho.at[slot].set(jnp.where(store, 1.0 / sy, state.rho[slot]))
+    gamma = jnp.where(store, sy / yy, state.gamma)
+    d = _two_loop(g_t, S, Y, rho, slot, gamma)
+    bad = ~(jnp.vdot(g_t, d) < 0)  # not a descent direction: forget the memory
+    rho = jnp.where(bad, jnp.zeros_like(rho), rho)
+    d = jnp.where(bad, -gamma * g_t, d)
+    gap = -0.5 * jnp.vdot(g_t, d)
+    iterations = state.iterations + jnp.where(first, 0, 1)
+    converged = gap <= cfg.rtol * jnp.abs(f_t)
+    return state._replace(
+        theta=state.theta + s,
+        f=f_t,
+        g=g_t,
+        direction=d,
+        step=jnp.asarray(1.0, jnp.float32),
+        S=S,
+        Y=Y,
+        rho=rho,
+        newest=slot,
+        gamma=gamma,
+        iterations=iterations,
+        backtracks=jnp.asarray(0, jnp.int32),
+        gap=gap,
+        done=converged | (iterations >= cfg.max_iter),
+        converged=converged,
+    )
+
+
+def advance(state: HeadState, f_t: jax.Array, g_t: jax.Array, cfg: Settings):
+    """One head's move after a pass gave f_t, g_t at its trial point.
+
+    Heads already done are returned unchanged.
+    """
+    d0 = jnp.vdot(state.g, state.direction)
+    dt = jnp.vdot(g_t, state.direction)
+    t = state.step
+    finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
+    armijo = f_t <= state.f + cfg.armijo * t * d0
+    flat = (f_t <= state.f + cfg.flat_rtol * jnp.abs(state.f)) & (
+        dt <= cfg.flat_slope * -d0
+    )
+    ok = finite & ((state.evaluations == 0) | armijo | flat)
+    accepted = _accept(state, f_t, g_t, cfg)
+    backtracks = state.backtracks + 1
+    rejected = state._replace(
+        step=_cubic_step(state.f, d0, f_t, dt, t),
+        backtracks=backtracks,
+        done=backtracks >= cfg.max_backtracks,  # stalled
+    )
+    new = jax.tree.map(lambda a, r: jnp.where(ok, a, r), accepted, rejected)
+    new = new._replace(
+        evaluations=state.evaluations + 1, step=jnp.where(new.done, 0.0, new.step)
+    )
+    return jax.tree.map(lambda n, o: jnp.where(state.done, o, n), new, state)

@@ -1,0 +1,68 @@
+"""Where a probe's rows live: on the device, or streamed through it in chunks.
+
+Features stay in device memory when they fit within ``max_device_bytes``
+(by default half the device's memory, or a quarter of host RAM on CPU);
+larger ones are streamed from the host, one chunk per step. The chunk size
+bounds the per-chunk buffers of all heads together, (rows x heads x
+classes): about 4 MB on CPU, where small buffers stay in cache, and
+128 MB on accelerators.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxsoft.probe.features import ProbeInputError
+from jaxsoft.probe.passes import Rows
+
+__all__ = ["device_budget", "make_rows"]
+
+
+def device_budget(max_device_bytes: int | None) -> int:
+    """The bytes of features allowed on the device (the limit, or a default)."""
+    if max_device_bytes is not None:
+        if isinstance(max_device_bytes, bool) or not isinstance(
+            max_device_bytes, (int, np.integer)
+        ):
+            raise ProbeInputError(
+                f"max_device_bytes must be an integer, got {max_device_bytes!r}."
+            )
+        if max_device_bytes < 0:
+            raise ProbeInputError(
+                f"max_device_bytes must be >= 0, got {max_device_bytes}."
+            )
+        return int(max_device_bytes)
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) // 2
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def device_bytes(x: Any) -> int:
+    """Bytes x takes on the device (float64 is stored as float32)."""
+    itemsize = min(np.dtype(x.dtype).itemsize, 4)
+    return int(x.shape[0]) * int(x.shape[1]) * itemsize
+
+
+def chunk_rows(num_heads: int, num_classes: int, requested: int | None) -> int:
+    """Rows per chunk: ``requested``, or sized for the heads' buffers."""
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, (int, np.integer)):
+            raise ProbeInputError(f"chunk_rows must be an integer, got {requested!r}.")
+        if requested < 1:
+            raise ProbeInputError(f"chunk_rows must be >= 1, got {requested}.")
+        return int(requested)
+    on_cpu = jax.default_backend() == "cpu"
+    elements = (1 << 20) if on_cpu else (1 << 25)
+    return max(64, min(1 << 16, elements // max(1, num_heads * num_classes)))
+
+
+def make_rows(parts: Sequence[tuple], *, budget: int, rows_per_chunk: int) -> Rows:
+    """`Rows` over ``parts``, streamed when their features exceed ``budget``."""
+    total = sum(device_bytes(p[0]) for p in parts)
+    return Rows(parts, chunk_rows=rows_per_chunk, stream=total > budget)
