@@ -82,17 +82,12 @@ def init_params(
       >>> params.W.shape, params.b.shape
       ((4, 3), (3,))
     """
-    num_features = _positive_int("num_features", num_features)
-    num_classes = _positive_int("num_classes", num_classes)
+    num_features = _validation.positive_int("num_features", num_features)
+    num_classes = _validation.positive_int("num_classes", num_classes)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype}.")
     weights = scale * jax.random.normal(key, (num_features, num_classes), dtype)
     return Params(W=weights, b=jnp.zeros((num_classes,), dtype))
-
-
-def _positive_int(name: str, value: object) -> int:
-    """``value`` as an int >= 1 (NumPy integers too; not bools)."""
-    return _validation.positive_int(name, value)
 
 
 def check_params(params: Params) -> None:
@@ -232,7 +227,7 @@ def top_k(params: Params, x: ArrayLike, k: int = 3) -> tuple[jax.Array, jax.Arra
       >>> classes
       Array([[1, 2]], dtype=int32)
     """
-    k = _positive_int("k", k)
+    k = _validation.positive_int("k", k)
     probabilities = predict_proba(params, x)
     top_probabilities, classes = jax.lax.top_k(
         probabilities, min(k, params.num_classes)

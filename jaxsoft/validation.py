@@ -21,6 +21,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxsoft import model
+from jaxsoft._validation import positive_int
 
 __all__ = [
     "check_params",
@@ -41,13 +42,6 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not (
         isinstance(value, (bool, np.bool_))
     )
-
-
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as an int >= 1, or a ValueError naming ``name``."""
-    if not _is_integer(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def non_negative_int(name: str, value: Any) -> int:

@@ -128,6 +128,28 @@ def _totals(
     )(params, x, y)
 
 
+def _split_totals(
+    params: model.Params,
+    split: sharding.ShardedSplit,
+    mesh: Mesh,
+    *,
+    chunk_size: int,
+    top_k: int,
+) -> dict[str, Any]:
+    """`_totals` of a split on the mesh, brought to the host."""
+    return jax.device_get(
+        _totals(
+            params,
+            split.x,
+            split.y,
+            mesh=mesh,
+            num_examples=split.num_examples,
+            chunk_size=chunk_size,
+            top_k=top_k,
+        )
+    )
+
+
 def loss_and_accuracy_sharded(
     params: model.Params,
     split: sharding.ShardedSplit,
@@ -138,17 +160,7 @@ def loss_and_accuracy_sharded(
     """Mean cross-entropy and accuracy of a split on the mesh: the light pass
     that `fit` runs after every epoch (a smaller program than `evaluate`)."""
     n = split.num_examples
-    totals = jax.device_get(
-        _totals(
-            params,
-            split.x,
-            split.y,
-            mesh=mesh,
-            num_examples=n,
-            chunk_size=chunk_size,
-            top_k=0,
-        )
-    )
+    totals = _split_totals(params, split, mesh, chunk_size=chunk_size, top_k=0)
     return float(totals["loss"]) / n, round(float(totals["hits"])) / n
 
 
@@ -161,17 +173,8 @@ def evaluate_sharded(
 ) -> Evaluation:
     """`evaluate` of a validated split already on the mesh (params replicated)."""
     n, q = split.num_examples, params.num_classes
-    top_k = min(TOP_K, q)
-    totals = jax.device_get(
-        _totals(
-            params,
-            split.x,
-            split.y,
-            mesh=mesh,
-            num_examples=n,
-            chunk_size=chunk_size,
-            top_k=top_k,
-        )
+    totals = _split_totals(
+        params, split, mesh, chunk_size=chunk_size, top_k=min(TOP_K, q)
     )
     confusion = np.asarray(totals["confusion"])
     counts = confusion.sum(axis=1)
