@@ -57,7 +57,7 @@ class Config:
         10, "save a checkpoint every this many epochs (and after the last)"
     )
     keep_checkpoints: int = _field(3, "how many of the latest checkpoints to keep")
-    eval_chunk_size: int = _field(4096, "examples per compiled evaluation chunk")
+    eval_chunk_size: int = _field(16384, "examples per compiled evaluation chunk")
     data_dir: str | None = _field(None, "where tensorflow-datasets keeps prepared data")
     manual_dir: str | None = _field(
         None, "folder of manually downloaded files (e.g. MNIST's IDX .gz files)"

@@ -26,9 +26,9 @@ class TrainState(NamedTuple):
       params: the current `Params`.
       opt_state: the optimizer's state (an optax pytree).
       epoch: the number of completed epochs (0 before training).
-      key: the run's base PRNG key; epoch e (1-based) shuffles with
-        ``jax.random.fold_in(key, e)``, so a resumed run draws the same
-        permutations as an uninterrupted one.
+      key: the run's base PRNG key; epoch e (1-based) visits the examples in
+        the order ``jaxsoft.train.epoch_permutation(key, e, n)``, so a resumed
+        run draws the same permutations as an uninterrupted one.
     """
 
     params: model.Params

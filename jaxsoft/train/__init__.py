@@ -19,7 +19,7 @@ from jaxsoft.records import EpochRecord, Evaluation, TrainState
 from jaxsoft.train.errors import TrainingDiverged, TrainingError
 from jaxsoft.train.evaluation import evaluate
 from jaxsoft.train.lbfgs import LbfgsInfo, solve_lbfgs
-from jaxsoft.train.minibatch import FitResult, fit
+from jaxsoft.train.minibatch import FitResult, epoch_permutation, fit
 from jaxsoft.train.optimizers import (
     OPTIMIZERS,
     SCHEDULES,
@@ -37,6 +37,7 @@ __all__ = [
     "TrainState",
     "TrainingDiverged",
     "TrainingError",
+    "epoch_permutation",
     "evaluate",
     "fit",
     "make_optimizer",

@@ -16,14 +16,13 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxsoft import losses, metrics, model, validation
-from jaxsoft import objective as objective_lib
 from jaxsoft.config import Config
 from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.train import evaluation, sharding
 from jaxsoft.train.errors import TrainingDiverged
 from jaxsoft.train.optimizers import make_optimizer
 
-__all__ = ["FitResult", "epoch_key", "fit"]
+__all__ = ["FitResult", "epoch_permutation", "fit"]
 
 _DEFAULTS = Config()
 
@@ -46,12 +45,14 @@ class FitResult(NamedTuple):
 def _minibatch_objective(
     params: model.Params, x: jax.Array, y: jax.Array, l2: jax.Array
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    """`jaxsoft.loss` on one batch, with (cross-entropy, accuracy) as aux."""
-    # js.loss for the objective; the logits again for the aux metrics (XLA
-    # computes the shared matrix product once).
-    objective = objective_lib.loss(params, x, y, l2)
+    """`jaxsoft.loss` on one batch, with (cross-entropy, accuracy) as aux.
+
+    The objective is js.loss's sum spelled out, so that the batch's logits and
+    cross-entropy are traced once and shared with the aux metrics.
+    """
     o = model.logits(params, x)
     mean_ce = jnp.mean(losses.cross_entropy(o, y))
+    objective = mean_ce + l2 * losses.l2_penalty(params.W)
     return objective, (mean_ce, metrics.accuracy(o, y))
 
 
@@ -59,13 +60,14 @@ def _minibatch_objective(
 def _make_epoch_fn(
     optimizer: optax.GradientTransformation, batch_size: int, mesh: Mesh
 ) -> Callable[..., tuple[Any, ...]]:
-    """The compiled epoch: (params, opt_state, key, x, y, l2) -> new state.
+    """The compiled epoch: (params, opt_state, order, x, y, l2) -> new state.
 
     ``x`` and ``y`` are rows sharded on the mesh's "data" axis (the first
-    ``num_examples`` real, the rest padding); params and optimizer state are
-    replicated. Each step gathers its batch by index from the epoch's
-    permutation of the real rows and lays it out over "data", so every
-    device computes the gradient of its part of the batch and XLA sums them.
+    ``num_examples`` real, the rest padding); params, optimizer state and
+    ``order`` (the epoch's permutation of the real rows, `epoch_permutation`)
+    are replicated. Step i gathers rows ``order[i B : (i + 1) B]`` and lays
+    them out over "data", so every device computes the gradient of its part
+    of the batch and XLA sums them.
     """
     grad_fn = jax.value_and_grad(_minibatch_objective, has_aux=True)
     batch_layout = sharding.data_sharding(mesh)
@@ -73,25 +75,16 @@ def _make_epoch_fn(
     def epoch(
         params: model.Params,
         opt_state: optax.OptState,
-        key: jax.Array,
+        order: jax.Array,
         x: jax.Array,
         y: jax.Array,
         l2: jax.Array,
-        *,
-        num_examples: int,
-        key_impl: str | None,
     ) -> tuple[model.Params, optax.OptState, jax.Array, jax.Array, jax.Array]:
-        if key_impl is not None:  # typed keys travel as their raw data
-            key = jax.random.wrap_key_data(key, impl=key_impl)
-        permutation = jax.random.permutation(key, num_examples)
-
         def step(
             carry: tuple[model.Params, optax.OptState], i: jax.Array
         ) -> tuple[tuple[model.Params, optax.OptState], tuple[jax.Array, ...]]:
             params, opt_state = carry
-            index = jax.lax.dynamic_slice_in_dim(
-                permutation, i * batch_size, batch_size
-            )
+            index = jax.lax.dynamic_slice_in_dim(order, i * batch_size, batch_size)
             x_batch, y_batch = jax.lax.with_sharding_constraint(
                 (jnp.take(x, index, axis=0), jnp.take(y, index, axis=0)),
                 batch_layout,
@@ -102,24 +95,33 @@ def _make_epoch_fn(
             return (params, opt_state), (objective, mean_ce, acc)
 
         (params, opt_state), (objectives, ces, accs) = jax.lax.scan(
-            step, (params, opt_state), jnp.arange(num_examples // batch_size)
+            step, (params, opt_state), jnp.arange(order.shape[0] // batch_size)
         )
         return params, opt_state, jnp.mean(objectives), jnp.mean(ces), jnp.mean(accs)
 
-    return jax.jit(epoch, static_argnames=("num_examples", "key_impl"))
+    return jax.jit(epoch)
 
 
-def _key_for_jit(key: jax.Array) -> tuple[np.ndarray, str | None]:
-    """A PRNG key as host data every process agrees on, and its impl name."""
+def _key_words(key: jax.Array) -> list[int]:
+    """A PRNG key's raw data (typed or legacy uint32 key) as Python ints."""
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        impl = str(jax.random.key_impl(key))
-        return np.asarray(jax.random.key_data(key)), impl
-    return np.asarray(key), None
+        key = jax.random.key_data(key)
+    return np.asarray(key, np.uint32).ravel().tolist()
 
 
-def epoch_key(key: jax.Array, epoch: int) -> jax.Array:
-    """The shuffling key of 1-based ``epoch``: ``fold_in(key, epoch)``."""
-    return jax.random.fold_in(key, epoch)
+def epoch_permutation(key: jax.Array, epoch: int, num_examples: int) -> np.ndarray:
+    """The order in which 1-based ``epoch`` visits the examples.
+
+    A permutation of ``range(num_examples)`` drawn on the host by NumPy,
+    seeded by the run key's data and the epoch number: reproducible from the
+    key, new each epoch, the same in every process, and cheaper than a
+    device shuffle (no sort to compile or run).
+
+    Returns:
+      int32 array of shape (num_examples,).
+    """
+    seed = np.random.SeedSequence([*_key_words(key), int(epoch)])
+    return np.random.default_rng(seed).permutation(num_examples).astype(np.int32)
 
 
 def _resolve_optimizer(
@@ -190,9 +192,10 @@ def fit(
     Minimises ``jaxsoft.loss(params, x, y, l2)`` (mean cross-entropy plus
     ``(l2 / 2) ||W||^2``). The training data goes to the device once. Each
     epoch is one compiled call: a `jax.lax.scan` over ``n // batch_size``
-    minibatches, each gathered by index from a fresh permutation drawn with
-    ``jax.random.fold_in(key, epoch)``; a step is `jax.value_and_grad` ->
-    ``optimizer.update`` -> `optax.apply_updates`. The hyperparameter
+    minibatches, each gathered by index from a fresh permutation of the
+    examples (`epoch_permutation` of ``key`` and the epoch, drawn on the
+    host); a step is `jax.value_and_grad` -> ``optimizer.update`` ->
+    `optax.apply_updates`. The hyperparameter
     defaults are `jaxsoft.config.Config`'s, the same as ``jaxsoft train``'s.
 
     The last partial batch: an epoch takes ``n // batch_size`` full batches,
@@ -333,16 +336,14 @@ class _EpochRunner:
         """(new state, its record), or (the non-finite loss, None) on divergence."""
         epoch = state.epoch + 1
         start = time.perf_counter()
-        key_data, key_impl = _key_for_jit(epoch_key(state.key, epoch))
+        order = epoch_permutation(state.key, epoch, self.train.num_examples)
         params, opt_state, objective, mean_ce, acc = self.epoch_fn(
             state.params,
             state.opt_state,
-            key_data,
+            sharding.replicate(order, self.mesh),
             self.train.x,
             self.train.y,
             self.l2,
-            num_examples=self.train.num_examples,
-            key_impl=key_impl,
         )
         objective = float(objective)
         if not math.isfinite(objective):
