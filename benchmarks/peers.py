@@ -13,6 +13,9 @@ goals name. Contenders, each in its own fresh process (this script run with
   (adam 1e-3), NumPy batches of 128 shuffled on the host.
 - ``jaxsoft``: `jaxsoft.train.fit` with the same recipe (adam 1e-3,
   constant schedule, batch 128, l2 0).
+- ``jaxsoft-warm``: the same, in a process whose compiled programs come from
+  `jaxsoft.enable_compilation_cache`'s folder, filled by a first, untimed
+  process (what a second run of a script or of ``jaxsoft train`` gets).
 - ``jaxsoft-defaults``: `jaxsoft.train.fit` with the CLI's defaults
   (`jaxsoft.config.Config`), its schedule over all of Config's epochs.
 - ``solve_lbfgs``: `jaxsoft.train.solve_lbfgs` on scikit-learn's objective:
@@ -60,6 +63,7 @@ CONTENDERS = (
     "pytorch",
     "tutorial-jax",
     "jaxsoft",
+    "jaxsoft-warm",
     "jaxsoft-defaults",
     "solve_lbfgs",
 )
@@ -92,6 +96,7 @@ class Settings:
     max_iter: int = 1000  # of the full-batch solvers
     lbfgs_target: float | None = None  # objective solve_lbfgs must reach
     lbfgs_iterations: int | None = None  # set for the timed solve_lbfgs run
+    cache_dir: str | None = None  # jaxsoft-warm's compilation cache
 
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -304,12 +309,16 @@ def _run_fit(
     s: Settings, make_recipe: Callable[[], tuple[dict[str, Any], int]]
 ) -> dict[str, Any]:
     """`jaxsoft.train.fit` with ``make_recipe()``'s (fit's keywords, seed)
-    until the target or max_epochs."""
+    until the target or max_epochs (with ``s.cache_dir``'s compiled programs
+    when it is set)."""
     import_seconds = _timed_import(("jaxsoft", "jaxsoft.train"))
     import jax
 
     import jaxsoft as js
     from jaxsoft import train
+
+    if s.cache_dir is not None:
+        js.enable_compilation_cache(s.cache_dir)
 
     clock = CompileClock()
     x, y, x_test, y_test = load_arrays(s.data)
@@ -346,7 +355,8 @@ def _run_fit(
 
 
 def run_jaxsoft(s: Settings) -> dict[str, Any]:
-    """`jaxsoft.train.fit` with the peers' recipe (adam 1e-3, batch 128, l2 0)."""
+    """`jaxsoft.train.fit` with the peers' recipe (adam 1e-3, batch 128, l2 0);
+    for jaxsoft-warm, with the compilation cache a first process filled."""
 
     def recipe() -> tuple[dict[str, Any], int]:
         return {
@@ -469,6 +479,7 @@ CHILDREN: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "pytorch": run_pytorch,
     "tutorial-jax": run_tutorial_jax,
     "jaxsoft": run_jaxsoft,
+    "jaxsoft-warm": run_jaxsoft,
     "jaxsoft-defaults": run_jaxsoft_defaults,
     "solve_lbfgs": run_solve_lbfgs,
     "solve_lbfgs-search": search_lbfgs,
@@ -641,7 +652,8 @@ def ratio_line(results: dict[str, dict[str, Any]]) -> str:
         "ratios, peer time / jaxsoft time: to the target accuracy, jaxsoft vs "
         f"PyTorch {ratio('pytorch', 'jaxsoft', 3)}, vs scikit-learn "
         f"{ratio('sklearn', 'jaxsoft', 20)}, vs tutorial JAX "
-        f"{ratio('tutorial-jax', 'jaxsoft', 1.5)}; to scikit-learn's objective, "
+        f"{ratio('tutorial-jax', 'jaxsoft', 1.5)} (with the compile cache warm "
+        f"{ratio('tutorial-jax', 'jaxsoft-warm', 1.5)}); to scikit-learn's objective, "
         f"solve_lbfgs vs scikit-learn {ratio('sklearn', 'solve_lbfgs', 3)}"
     )
 
@@ -670,6 +682,7 @@ def main_parent(args: argparse.Namespace) -> None:
         "pytorch": "nn.Linear + CrossEntropyLoss + Adam 1e-3, DataLoader batch 128",
         "tutorial-jax": "Python loop, jitted optax adam 1e-3 step, NumPy batches 128",
         "jaxsoft": "fit: adam 1e-3, constant, batch 128, l2 0",
+        "jaxsoft-warm": "the same, its compiled programs in the disk cache",
         "jaxsoft-defaults": (
             f"fit: CLI defaults ({c.optimizer} {c.learning_rate:g}, {c.schedule} "
             f"over {c.epochs} epochs, batch {c.batch_size}, l2 {c.l2:g})"
@@ -698,6 +711,8 @@ def main_parent(args: argparse.Namespace) -> None:
             if name == "solve_lbfgs":
                 row, result = lbfgs_row(settings, results.get("sklearn"), args.timeout)
                 row.recipe = recipes[name]
+            elif name == "jaxsoft-warm":
+                row, result = warm_row(settings, recipes[name], args.timeout)
             else:
                 result, error = run_child(name, settings, args.timeout)
                 row = contender_row(name, recipes[name], result, error)
@@ -728,6 +743,18 @@ def contender_row(
         f"objective {result['objective']:.5f}; "
         f"{result['iterations']} iterations{converged}",
     )
+
+
+def warm_row(settings: Settings, recipe: str, timeout: float) -> tuple[Row, Any]:
+    """jaxsoft with a warm compilation cache: a first process (untimed) fills
+    ``jaxsoft.enable_compilation_cache``'s folder, a second is timed."""
+    with tempfile.TemporaryDirectory(prefix="jaxsoft-xla-") as cache:
+        settings = dataclasses.replace(settings, cache_dir=cache)
+        _, error = run_child("jaxsoft-warm", settings, timeout)
+        result, error = (
+            (None, error) if error else run_child("jaxsoft-warm", settings, timeout)
+        )
+    return contender_row("jaxsoft-warm", recipe, result, error), result
 
 
 def lbfgs_row(

@@ -3,6 +3,7 @@
 >>> import jaxsoft as js
 """
 
+from jaxsoft.compile_cache import enable_compilation_cache
 from jaxsoft.losses import (
     cross_entropy,
     cross_entropy_grad,
@@ -36,6 +37,7 @@ __all__ = [
     "confusion_matrix",
     "cross_entropy",
     "cross_entropy_grad",
+    "enable_compilation_cache",
     "expected_calibration_error",
     "init_params",
     "l2_penalty",

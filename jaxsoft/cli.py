@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxsoft.compile_cache import enable_compilation_cache
 from jaxsoft.config import Config
 from jaxsoft.config import flags as config_flags
 
@@ -320,27 +321,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def _use_compilation_cache() -> None:
-    """Keeps compiled XLA programs on disk, so a second run skips compiling.
-
-    ``$JAXSOFT_CACHE_DIR`` (default ``$XDG_CACHE_HOME/jaxsoft/xla``, i.e.
-    ``~/.cache/jaxsoft/xla``); JAX's own ``JAX_COMPILATION_CACHE_DIR`` wins,
-    and ``JAXSOFT_CACHE_DIR=`` (empty) turns it off.
-    """
-    import jax
-
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    folder = os.environ.get("JAXSOFT_CACHE_DIR", str(default / "jaxsoft" / "xla"))
-    if not folder:
-        return
-    jax.config.update("jax_compilation_cache_dir", folder)
-    # Small programs too: a softmax regression compiles in well under 1 s.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def _quiet_libraries() -> None:
     import logging
 
@@ -367,7 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
     _quiet_libraries()
-    _use_compilation_cache()
+    # Keeps compiled programs on disk, so a second run skips compiling
+    # ($JAXSOFT_CACHE_DIR; empty turns it off).
+    enable_compilation_cache()
     commands = {
         "train": _command_train,
         "evaluate": _command_evaluate,

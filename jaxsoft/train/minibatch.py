@@ -57,6 +57,14 @@ def _minibatch_objective(
 
 
 @functools.lru_cache(maxsize=8)
+def _compiled_init(
+    optimizer: optax.GradientTransformation,
+) -> Callable[[model.Params], optax.OptState]:
+    """``optimizer.init`` as one compiled program (not one per zeros_like)."""
+    return jax.jit(optimizer.init)
+
+
+@functools.lru_cache(maxsize=8)
 def _make_epoch_fn(
     optimizer: optax.GradientTransformation, batch_size: int, mesh: Mesh
 ) -> Callable[..., tuple[Any, ...]]:
@@ -287,7 +295,7 @@ def fit(
         optimizer, learning_rate, schedule, epochs * (n // batch_size)
     )
     if state is None:
-        state = TrainState(params, transformation.init(params), 0, key)
+        state = TrainState(params, _compiled_init(transformation)(params), 0, key)
     elif not 0 <= state.epoch <= epochs:
         raise ValueError(
             f"the state has {state.epoch} epochs done but the run has only "

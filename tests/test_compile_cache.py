@@ -1,0 +1,65 @@
+"""jaxsoft.compile_cache: where the compiled programs go, and that they do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO_ROOT
+
+from jaxsoft.compile_cache import CACHE_ENV, default_cache_dir
+
+
+def test_the_default_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "jaxsoft" / "xla"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == Path.home() / ".cache" / "jaxsoft" / "xla"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+    monkeypatch.setenv(CACHE_ENV, "")
+    assert default_cache_dir() is None
+
+
+_SCRIPT = """
+import sys
+import jax, jax.numpy as jnp
+import jaxsoft as js
+folder = None if sys.argv[1] == "-" else sys.argv[1]
+print(js.enable_compilation_cache(folder))
+print(float(jax.jit(lambda x: jnp.sum(jnp.sin(x) * 3.0))(jnp.arange(4.0))))
+"""
+
+
+def _run(folder: str, env_value: str | None) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env.pop(CACHE_ENV, None)
+    if env_value is not None:
+        env[CACHE_ENV] = env_value
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, folder],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.splitlines()[0]
+
+
+def test_a_small_program_is_cached_and_reused(tmp_path):
+    cache = tmp_path / "xla"
+    assert _run(str(cache), None) == str(cache)
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries  # cached although it compiled in far under JAX's 1 s bar
+    _run(str(cache), None)
+    assert sorted(p.name for p in cache.iterdir()) == entries  # loaded, not new
+
+
+def test_an_empty_environment_variable_turns_it_off(tmp_path):
+    assert _run("-", "") == "None"
+    assert _run("-", str(tmp_path / "env")) == str(tmp_path / "env")
+    assert any((tmp_path / "env").iterdir())
