@@ -27,6 +27,7 @@ from tensorflow_datasets.core.download.download_manager import (
 from jaxsoft import data
 from jaxsoft.data import (
     _builders,
+    _decoded,
     _network,
     _quiet,
     _reading,
@@ -106,6 +107,20 @@ def digits_ds(digits_dir: Path) -> data.Dataset:
     return data.load(data_dir=digits_dir)
 
 
+@pytest.fixture
+def undecoded_dir(tmp_path: Path, digits_dir: Path) -> Path:
+    """A copy of ``digits_dir`` without the decoded copy: `load` decodes."""
+    import shutil
+
+    root = tmp_path / "undecoded"
+    shutil.copytree(
+        digits_dir / "digits",
+        root / "digits",
+        ignore=shutil.ignore_patterns(_decoded.FOLDER),
+    )
+    return root
+
+
 def test_digits_prepared_from_nothing(digits_dir: Path) -> None:
     prepared = digits_dir / "digits" / "1.0.0"
     names = {p.name for p in prepared.iterdir()}
@@ -178,6 +193,118 @@ def test_second_load_reuses_prepared_files(
     assert {p: p.stat().st_mtime_ns for p in files_under(digits_dir)} == before
     np.testing.assert_array_equal(again.x_train, digits_ds.x_train)
     np.testing.assert_array_equal(again.y_test, digits_ds.y_test)
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The splits `load` decodes from the prepared files, from now on."""
+    reads: list[str] = []
+    read_split = _reading.read_split
+
+    def counting(builder: object, name: str, split: str, *args: object) -> object:
+        reads.append(split)
+        return read_split(builder, name, split, *args)
+
+    monkeypatch.setattr(_reading, "read_split", counting)
+    return reads
+
+
+def test_a_second_load_reads_the_decoded_copy(
+    undecoded_dir: Path, digits_ds: data.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _count_reads(monkeypatch)
+    first = data.load("digits", data_dir=undecoded_dir)
+    assert reads == ["train", "test"]
+    copy = undecoded_dir / "digits" / "1.0.0" / _decoded.FOLDER
+    assert {p.name for p in copy.iterdir()} == {
+        f"{split}{suffix}"
+        for split in ("train", "test")
+        for suffix in ("-images.npy", "-labels.npy", ".json")
+    }
+    second = data.load("digits", data_dir=undecoded_dir)
+    assert reads == ["train", "test"]  # nothing decoded again
+    for ds in (first, second):
+        np.testing.assert_array_equal(ds.x_train, digits_ds.x_train)
+        np.testing.assert_array_equal(ds.y_train, digits_ds.y_train)
+        np.testing.assert_array_equal(ds.x_test, digits_ds.x_test)
+        np.testing.assert_array_equal(ds.y_test, digits_ds.y_test)
+
+
+def _damage(copy: Path, damage: str) -> None:
+    images = copy / "train-images.npy"
+    if damage == "truncated":
+        with images.open("r+b") as f:
+            f.truncate(images.stat().st_size - 10)
+    elif damage == "one byte changed":
+        with images.open("r+b") as f:
+            f.seek(images.stat().st_size - 5)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 1]))
+    elif damage == "garbled manifest":
+        (copy / "train.json").write_text("{not json")
+    elif damage == "labels missing":
+        (copy / "train-labels.npy").unlink()
+    else:  # the dataset prepared anew: its files are newer than the copy
+        (shard,) = copy.parent.glob("digits-train.array_record*")
+        os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 1))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncated",
+        "one byte changed",
+        "garbled manifest",
+        "labels missing",
+        "prepared anew",
+    ],
+)
+def test_a_damaged_or_stale_decoded_copy_is_never_used(
+    undecoded_dir: Path,
+    digits_ds: data.Dataset,
+    monkeypatch: pytest.MonkeyPatch,
+    damage: str,
+) -> None:
+    data.load("digits", data_dir=undecoded_dir)  # writes the copy
+    _damage(undecoded_dir / "digits" / "1.0.0" / _decoded.FOLDER, damage)
+    reads = _count_reads(monkeypatch)
+    again = data.load("digits", data_dir=undecoded_dir)
+    # Decoded from the prepared files (both splits when those changed)...
+    expected = ["train", "test"] if damage == "prepared anew" else ["train"]
+    assert reads == expected
+    np.testing.assert_array_equal(again.x_train, digits_ds.x_train)
+    np.testing.assert_array_equal(again.y_train, digits_ds.y_train)
+    data.load("digits", data_dir=undecoded_dir)
+    assert reads == expected  # ...and the copy written anew
+
+
+def test_a_folder_that_cannot_be_written_means_no_copy(
+    undecoded_dir: Path, digits_ds: data.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object) -> None:
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(_decoded, "_atomic_write", refuse)
+    reads = _count_reads(monkeypatch)
+    for _ in range(2):
+        ds = data.load("digits", data_dir=undecoded_dir)
+        np.testing.assert_array_equal(ds.x_test, digits_ds.x_test)
+    assert reads == ["train", "test"] * 2
+
+
+def test_invalid_arrays_are_not_copied(
+    undecoded_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = _reading.read_split
+
+    def bad_labels(*args: object) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = read(*args)
+        return images, np.full_like(labels, 99)
+
+    monkeypatch.setattr(_reading, "read_split", bad_labels)
+    with pytest.raises(data.CorruptDatasetError):
+        data.load("digits", data_dir=undecoded_dir)
+    assert not (undecoded_dir / "digits" / "1.0.0" / _decoded.FOLDER).exists()
 
 
 _FRESH_PROCESS_SCRIPT = textwrap.dedent(
@@ -602,7 +729,7 @@ def test_garbled_dataset_info_is_a_clear_error(
 
 @pytest.mark.parametrize("bad", ["label", "length"])
 def test_invalid_prepared_arrays_are_corrupt_data(
-    digits_dir: Path, monkeypatch: pytest.MonkeyPatch, bad: str
+    undecoded_dir: Path, monkeypatch: pytest.MonkeyPatch, bad: str
 ) -> None:
     """`Dataset` validates what `load` read; `load` says how to fix it."""
     read = _reading.read_split
@@ -620,24 +747,24 @@ def test_invalid_prepared_arrays_are_corrupt_data(
     with pytest.raises(
         data.CorruptDatasetError, match=r"(?i)delete that folder"
     ) as info:
-        data.load("digits", data_dir=digits_dir)
+        data.load("digits", data_dir=undecoded_dir)
     assert isinstance(info.value.__cause__, ValueError)
     assert "\n" not in str(info.value)
 
 
 def test_a_bug_while_reading_is_not_called_corrupt_data(
-    digits_dir: Path, monkeypatch: pytest.MonkeyPatch
+    undecoded_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def buggy(*args: object) -> None:
         raise ZeroDivisionError("a bug inside jaxsoft")
 
     monkeypatch.setattr(_reading, "decode_image", buggy)
     with pytest.raises(ZeroDivisionError, match="a bug inside jaxsoft"):
-        data.load("digits", data_dir=digits_dir)
+        data.load("digits", data_dir=undecoded_dir)
 
 
 def test_undecodable_image_is_corrupt_data(
-    digits_dir: Path, monkeypatch: pytest.MonkeyPatch
+    undecoded_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A PNG cut short inside a record: Pillow's error, as corrupt data."""
     as_data_source = tfds.core.DatasetBuilder.as_data_source
@@ -660,7 +787,7 @@ def test_undecodable_image_is_corrupt_data(
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "as_data_source", cut)
     with pytest.raises(data.CorruptDatasetError, match="image of example 0") as info:
-        data.load("digits", data_dir=digits_dir)
+        data.load("digits", data_dir=undecoded_dir)
     assert isinstance(info.value.__cause__, OSError)
 
 

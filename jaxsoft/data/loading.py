@@ -3,10 +3,11 @@
 The path is the same for every dataset: ``tfds.builder`` (`_builders`) ->
 (first use only) ``download_and_prepare`` into ``data_dir`` in the
 ``array_record`` format (`_preparing`) -> ``builder.as_data_source`` -> decode
-(`_reading`) -> `preprocessing.to_features`, all with TFDS kept quiet
-(`_quiet`). Reading ``array_record`` needs no TensorFlow; preparing a dataset
-of the TFDS catalog does (TFDS encodes its images with ``tf.image``), `digits`
-does not. `describe` stops after the first step.
+(`_reading`; later loads read a checked decoded copy instead, `_decoded`) ->
+`preprocessing.to_features`, all with TFDS kept quiet (`_quiet`). Reading
+``array_record`` needs no TensorFlow; preparing a dataset of the TFDS catalog
+does (TFDS encodes its images with ``tf.image``), `digits` does not.
+`describe` stops after the first step.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import os
 
 import numpy as np
 
-from jaxsoft.data import _builders, _preparing, _quiet, _reading, preprocessing
+from jaxsoft.data import (
+    _builders,
+    _decoded,
+    _preparing,
+    _quiet,
+    _reading,
+    preprocessing,
+)
 from jaxsoft.data.dataset import Dataset, DatasetInfo
 from jaxsoft.data.errors import CorruptDatasetError
 
@@ -44,7 +52,8 @@ def load(
 
     The first call for a dataset prepares it into ``data_dir`` (TFDS
     downloads, checks and converts it; later calls only read the prepared
-    files). Images are flattened and scaled to [0, 1] by
+    files, and from the second call on, a checked decoded copy of them).
+    Images are flattened and scaled to [0, 1] by
     `jaxsoft.data.preprocessing` (pixel / 255 for 8-bit images, pixel / 16 for
     `digits`). TFDS's notices and progress bars show only on a terminal.
 
@@ -96,20 +105,23 @@ def load(
             image_feature.np_dtype, getattr(builder, "PIXEL_MAX", None)
         )
         label_feature = builder.info.features[label_key]
-        arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        decoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        undecoded = []  # splits read from the prepared files, not the copy
         for split in _builders.SPLITS:
-            images, labels = _reading.read_split(
-                builder, name, split, image_key, label_key
-            )
-            arrays[split] = (preprocessing.to_features(images, scale), labels)
+            copy = _decoded.read(builder, split)
+            if copy is None:
+                undecoded.append(split)
+                copy = _reading.read_split(builder, name, split, image_key, label_key)
+            decoded[split] = copy
+    features = {s: preprocessing.to_features(decoded[s][0], scale) for s in decoded}
     try:
         # Validates both splits (labels in range, finite features, shapes).
-        return Dataset(
+        dataset = Dataset(
             name=name,
-            x_train=arrays["train"][0],
-            y_train=arrays["train"][1],
-            x_test=arrays["test"][0],
-            y_test=arrays["test"][1],
+            x_train=features["train"],
+            y_train=decoded["train"][1],
+            x_test=features["test"],
+            y_test=decoded["test"][1],
             class_names=tuple(str(c) for c in label_feature.names),
             image_shape=tuple(int(s) for s in image_feature.shape),
         )
@@ -118,6 +130,9 @@ def load(
             f"{name!r} prepared in {builder.data_dir} is not a valid dataset: "
             f"{e} Delete that folder and load again to prepare it anew."
         ) from e
+    for split in undecoded:  # only arrays that made a valid Dataset
+        _decoded.write(builder, split, *decoded[split])
+    return dataset
 
 
 def describe(
