@@ -48,7 +48,7 @@ class Config:
     batch_size: int = _field(32, "examples per optimizer step", run=True)
     optimizer: str = _field("adam", "optax optimizer", run=True)
     learning_rate: float = _field(
-        0.01, "(peak) learning rate", flags=("--lr", "--learning-rate"), run=True
+        0.005, "(peak) learning rate", flags=("--lr", "--learning-rate"), run=True
     )
     schedule: str = _field("cosine", "learning-rate schedule over the run", run=True)
     l2: float = _field(1e-4, "L2 strength on W: loss + (l2/2) ||W||^2", run=True)

@@ -76,8 +76,26 @@ def test_train_and_evaluate_in_a_fresh_process(tmp_path):
     assert summary["test"]["num_examples"] == 360
     assert 0.8 < summary["test"]["top_5_accuracy"] <= 1.0
     assert summary["test"]["top_5_accuracy"] >= summary["test"]["accuracy"]
-    assert 0.0 <= summary["test"]["calibration_error"] < 0.5
+    assert summary["test"]["calibration_error"] == pytest.approx(
+        _numpy_calibration_error(run, tmp_path / "tfds"), abs=1e-5
+    )
     assert _saved_epochs(run) == [2]
+
+
+def _numpy_calibration_error(run: Path, data_dir: Path, bins: int = 15) -> float:
+    """The test split's 15-bin ECE of the run's final parameters, in NumPy."""
+    from jaxsoft import data
+
+    w, b, _ = _final_params(run)
+    ds = data.load("digits", data_dir=data_dir, download=False)
+    logits = ds.x_test.astype(np.float64) @ w + b
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == ds.y_test
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gaps = [np.sum(correct[which == k] - confidence[which == k]) for k in range(bins)]
+    return float(np.sum(np.abs(gaps)) / len(ds.y_test))
     for name in ("curves.png", "weights.png", "confusion.png"):
         assert (run / name).stat().st_size > 0
 
@@ -177,8 +195,9 @@ def test_divergence_keeps_and_describes_the_last_good_state(
     message = str(err)
     assert f"test loss {record['test_loss']:.4g}" in message
     assert f"test accuracy {record['test_accuracy']:.4f}" in message
-    assert "The the" not in message and "smaller --lr (e.g. 0.001)" in message
-    assert "learning rate 0.01 (adam, cosine schedule)" in message
+    rate = Config().learning_rate  # the default
+    assert "The the" not in message and f"smaller --lr (e.g. {rate / 10:g})" in message
+    assert f"learning rate {rate:g} (adam, cosine schedule)" in message
 
 
 def test_each_split_is_validated_once(fake_data, tmp_path, monkeypatch):
