@@ -1,6 +1,6 @@
 """``python -m jaxsoft``: the same as the ``jaxsoft`` console script."""
 
-from jaxsoft.cli import main
+from jaxsoft.cli import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

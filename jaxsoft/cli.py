@@ -14,13 +14,16 @@ exits with code 1; an interrupted one with 130.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from jaxsoft.compile_cache import enable_compilation_cache
 from jaxsoft.config import Config
@@ -326,6 +329,29 @@ def _quiet_libraries() -> None:
 
     for name in ("absl", "orbax", "jax._src.xla_bridge"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run() -> NoReturn:
+    """The ``jaxsoft`` console script: `main`, then a quick exit.
+
+    Once `main` has returned (every file closed, every checkpoint written),
+    the exit handlers run and the process ends without tearing down each
+    module and XLA's runtime one by one, which takes about 0.4 s. With a
+    non-daemon thread still running (none of jaxsoft's), it exits the usual
+    way.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if any(not t.daemon for t in others):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what a normal exit runs first
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -591,3 +591,34 @@ def test_help_imports_neither_tensorflow_nor_orbax():
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "False False"
     assert "--checkpoint-every" in result.stdout  # flags derived from Config
+
+
+def test_the_console_script_exits_with_mains_code_and_its_output(tmp_path):
+    """`cli.run` (the console script) ends the process quickly, but only after
+    the output, the exit handlers and main's exit code."""
+    script = (
+        "import atexit; from jaxsoft import cli; "
+        "atexit.register(lambda: print('exit handler ran', flush=True)); "
+        "print('before', end=''); cli.run()"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    bad = subprocess.run(
+        [sys.executable, "-c", script, "train", "--epochs", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert "epochs" in bad.stderr
+    assert bad.stdout == "beforeexit handler ran\n"
+    good = subprocess.run(
+        [sys.executable, "-c", script, "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.startswith("before") and "train" in good.stdout
+    assert good.stdout.endswith("exit handler ran\n")

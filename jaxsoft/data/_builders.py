@@ -49,6 +49,8 @@ def check_name(name: str) -> None:
     """
     base, _, rest = name.partition("/")
     base = base.split(":")[0]
+    if base == Digits.name:  # ours, registered: no need to list the catalog
+        return
     valid = dataset_names()
     if base not in valid:
         close = difflib.get_close_matches(base, valid, n=5, cutoff=0.6)
