@@ -469,6 +469,7 @@ def run_solve_lbfgs(s: Settings) -> dict[str, Any]:
         "import": import_seconds,
         "compile": compile_seconds,
         "iterations": info.iterations,
+        "evaluations": info.evaluations,
         "objective": value,
         "gradient_seconds": statistics.median(gradient_times),
     }
@@ -794,7 +795,9 @@ def lbfgs_row(
         time_cell = "not reached: " + time_cell
     note = (
         f"{prefix}; objective {result['objective']:.5f}, test accuracy "
-        f"{result['accuracy']:.4f}; {1000 * per_iteration:.0f} ms per iteration "
+        f"{result['accuracy']:.4f}; "
+        f"{result['evaluations'] / max(result['iterations'], 1):.2f} line-search "
+        f"evaluations per iteration; {1000 * per_iteration:.0f} ms per iteration "
         f"against {1000 * result['gradient_seconds']:.0f} ms per full-batch gradient"
     )
     return Row(name, "", time_cell, "-", f"{result['import']:.1f}", note), result

@@ -35,5 +35,5 @@ def test_readme_experiment_example_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)
     summary = namespace["summary"]
-    assert summary["epochs"] == 5 and summary["test"]["accuracy"] > 0.9
+    assert summary["epochs"] == 10 and summary["test"]["accuracy"] > 0.9
     assert (tmp_path / "runs" / "demo" / "summary.json").is_file()

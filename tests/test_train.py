@@ -512,6 +512,31 @@ def test_lbfgs_reports_non_convergence(digits_subset):
     assert info.grad_norm > 1e-12
 
 
+def test_lbfgs_counts_the_objectives_evaluations(digits_subset, monkeypatch):
+    """`info.evaluations` against a count of the objective's runs kept by a
+    host callback inside it (the first, before any line search, aside)."""
+    from jaxsoft.train import lbfgs
+
+    calls: list[int] = []
+    loss = lbfgs.objective_lib.loss
+
+    def counted(*args: object, **kwargs: object) -> jax.Array:
+        jax.debug.callback(lambda: calls.append(1))
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(lbfgs.objective_lib, "loss", counted)
+    lbfgs._make_lbfgs_solver.cache_clear()  # trace anew, with the counter
+    try:
+        x, y = digits_subset
+        _, info = train.solve_lbfgs(
+            js.init_params(jax.random.key(0), 64, 10, scale=0.0), x, y, l2=1e-3
+        )
+    finally:
+        lbfgs._make_lbfgs_solver.cache_clear()
+    assert info.converged
+    assert info.iterations <= info.evaluations == len(calls) - 1
+
+
 def test_lbfgs_validates():
     with pytest.raises(ValueError, match="outside"):
         train.solve_lbfgs(_params(3, 2), _X, _with(_Y, (0,), 5))

@@ -28,12 +28,16 @@ class LbfgsInfo(NamedTuple):
       converged: whether ``||grad|| <= tol`` was reached within max_iter.
       objective: the final value of `jaxsoft.loss` (with the L2 term).
       grad_norm: the final gradient's Euclidean norm.
+      evaluations: the objective's values and gradients the line searches
+        computed, all iterations together (one per iteration when every
+        first step is accepted; the iteration itself reuses the last).
     """
 
     iterations: int
     converged: bool
     objective: float
     grad_norm: float
+    evaluations: int
 
 
 @functools.lru_cache(maxsize=8)
@@ -51,7 +55,7 @@ def _make_lbfgs_solver(
         max_iter: jax.Array,
         *,
         num_examples: int,
-    ) -> tuple[model.Params, jax.Array, jax.Array, jax.Array]:
+    ) -> tuple[model.Params, jax.Array, jax.Array, jax.Array, jax.Array]:
         # Rows past num_examples pad the split to the mesh: masked out.
         padded = x.shape[0] > num_examples
         where = jnp.arange(x.shape[0]) < num_examples if padded else None
@@ -65,27 +69,29 @@ def _make_lbfgs_solver(
         def grad_norm(state: optax.OptState) -> jax.Array:
             return optax.tree.norm(optax.tree.get(state, "grad"))
 
-        def step(carry: tuple[model.Params, optax.OptState]) -> tuple[Any, Any]:
-            params, state = carry
+        def step(carry: tuple[Any, ...]) -> tuple[Any, ...]:
+            params, state, evaluations = carry
             value, grad = value_and_grad(params, state=state)
             updates, state = optimizer.update(
                 grad, state, params, value=value, grad=grad, value_fn=objective
             )
-            return optax.apply_updates(params, updates), state
+            evaluations += optax.tree.get(state, "num_linesearch_steps")
+            return optax.apply_updates(params, updates), state, evaluations
 
-        def keep_going(carry: tuple[model.Params, optax.OptState]) -> jax.Array:
-            _, state = carry
+        def keep_going(carry: tuple[Any, ...]) -> jax.Array:
+            state = carry[1]
             count = optax.tree.get(state, "count")
             return (count == 0) | ((count < max_iter) & (grad_norm(state) > tol))
 
-        params, state = jax.lax.while_loop(
-            keep_going, step, (params, optimizer.init(params))
+        params, state, evaluations = jax.lax.while_loop(
+            keep_going, step, (params, optimizer.init(params), jnp.int32(0))
         )
         return (
             params,
             optax.tree.get(state, "count"),
             optax.tree.get(state, "value"),
             grad_norm(state),
+            evaluations,
         )
 
     return jax.jit(solve, static_argnames=("num_examples",))
@@ -131,7 +137,7 @@ def solve_lbfgs(
 
     Returns:
       ``(params, info)`` with `LbfgsInfo` (iterations, converged, objective,
-      grad_norm).
+      grad_norm, evaluations).
     """
     validation.check_params(params)
     if check_input:
@@ -150,7 +156,7 @@ def solve_lbfgs(
     dtype = np.dtype(params.W.dtype)
     mesh = sharding.resolve_mesh(mesh)
     split = sharding.place_split(x, y, mesh)
-    params, iterations, value, norm = solver(
+    params, iterations, value, norm, evaluations = solver(
         sharding.replicate(params, mesh),
         split.x,
         split.y,
@@ -165,5 +171,6 @@ def solve_lbfgs(
         converged=bool(norm <= tol),
         objective=float(value),
         grad_norm=norm,
+        evaluations=int(evaluations),
     )
     return params, info
