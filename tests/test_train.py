@@ -411,11 +411,13 @@ def test_evaluate_is_one_compiled_call_per_split_shape():
     params = js.init_params(jax.random.key(0), 5, 4, scale=1.0)
     x, y = blobs(200, num_classes=4, num_features=5, seed=3)
     train.evaluate(params, x[:50], y[:50], chunk_size=16)
-    before = evaluation._totals._cache_size()
+    compiled = evaluation._compiled_totals(train.sharding.resolve_mesh())
+    before = compiled._cache_size()
+    assert before >= 1
     for seed in range(3):
         x_other, y_other = blobs(50, num_classes=4, num_features=5, seed=seed)
         train.evaluate(params, x_other, y_other, chunk_size=16)
-    assert evaluation._totals._cache_size() == before
+    assert compiled._cache_size() == before
 
 
 def test_evaluate_accepts_bfloat16_features():
@@ -542,3 +544,60 @@ def test_lbfgs_validates():
         train.solve_lbfgs(_params(3, 2), _X, _with(_Y, (0,), 5))
     with pytest.raises(ValueError, match="max_iter"):
         train.solve_lbfgs(_params(3, 2), _X, _Y, max_iter=0)
+
+
+# ------------------------------------------------------------ compiler options
+
+
+def _fit_evaluate_solve(x, y, x_test, y_test) -> list[np.ndarray]:
+    """Every array fit, evaluate and solve_lbfgs give, freshly compiled."""
+    from jaxsoft.train import lbfgs
+
+    minibatch._make_epoch_fn.cache_clear()
+    evaluation._compiled_totals.cache_clear()
+    lbfgs._make_lbfgs_solver.cache_clear()
+    fitted = train.fit(
+        _params(),
+        x,
+        y,
+        key=jax.random.key(2),
+        batch_size=16,
+        epochs=3,
+        x_test=x_test,
+        y_test=y_test,
+    )
+    report = train.evaluate(fitted.params, x_test, y_test, chunk_size=32)
+    solved, info = train.solve_lbfgs(_params(), x, y, l2=1e-2, max_iter=30)
+    history = [[r.train_loss, r.test_loss, r.test_accuracy] for r in fitted.history]
+    return [
+        *map(np.asarray, jax.tree.leaves((fitted.params, solved))),
+        np.asarray(history),
+        np.asarray([report.loss, report.calibration_error, info.objective]),
+        report.confusion,
+    ]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="CPU compiler options")
+def test_cpu_compiler_options_agree_with_xlas_defaults(data, monkeypatch):
+    """The CPU options that compile faster (`_compiling.CPU_OPTIONS`) give
+    what XLA's default options give, up to float summation order."""
+    from jaxsoft.train import _compiling
+
+    x, y, x_test, y_test = data
+    mesh = train.sharding.resolve_mesh()
+    assert _compiling.compiler_options(mesh) == _compiling.CPU_OPTIONS != {}
+    with_options = _fit_evaluate_solve(x, y, x_test, y_test)
+    monkeypatch.setattr(_compiling, "CPU_OPTIONS", {})
+    xla_default = _fit_evaluate_solve(x, y, x_test, y_test)
+    monkeypatch.undo()
+    _fit_evaluate_solve(x, y, x_test, y_test)  # leave the caches as found
+    # Three epochs of Adam carry rounding differences of ~1e-7 up to ~1e-4.
+    for ours, theirs in zip(with_options, xla_default, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=2e-3, atol=2e-4)
+
+
+def test_an_option_xla_does_not_know_falls_back_to_its_defaults(monkeypatch):
+    from jaxsoft.train import _compiling
+
+    monkeypatch.setattr(_compiling, "CPU_OPTIONS", {"xla_no_such_option": True})
+    assert _compiling.compiler_options(train.sharding.resolve_mesh()) == {}

@@ -15,7 +15,7 @@ from jax.typing import ArrayLike
 from jaxsoft import losses, metrics, model, validation
 from jaxsoft.config import Config
 from jaxsoft.records import Evaluation
-from jaxsoft.train import sharding
+from jaxsoft.train import _compiling, sharding
 
 __all__ = ["CALIBRATION_BINS", "TOP_K", "evaluate", "evaluate_sharded"]
 
@@ -99,9 +99,6 @@ def _local_totals(
     return totals
 
 
-@functools.partial(
-    jax.jit, static_argnames=("mesh", "num_examples", "chunk_size", "top_k")
-)
 def _totals(
     params: model.Params,
     x: jax.Array,
@@ -131,6 +128,16 @@ def _totals(
     )(params, x, y)
 
 
+@functools.lru_cache(maxsize=8)
+def _compiled_totals(mesh: Mesh) -> Any:
+    """`_totals`, compiled for ``mesh``'s platform."""
+    return jax.jit(
+        _totals,
+        static_argnames=("mesh", "num_examples", "chunk_size", "top_k"),
+        compiler_options=_compiling.compiler_options(mesh),
+    )
+
+
 def _split_totals(
     params: model.Params,
     split: sharding.ShardedSplit,
@@ -141,7 +148,7 @@ def _split_totals(
 ) -> dict[str, Any]:
     """`_totals` of a split on the mesh, brought to the host."""
     return jax.device_get(
-        _totals(
+        _compiled_totals(mesh)(
             params,
             split.x,
             split.y,

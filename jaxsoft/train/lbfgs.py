@@ -15,7 +15,7 @@ from jax.typing import ArrayLike
 
 from jaxsoft import model, validation
 from jaxsoft import objective as objective_lib
-from jaxsoft.train import sharding
+from jaxsoft.train import _compiling, sharding
 
 __all__ = ["LbfgsInfo", "solve_lbfgs"]
 
@@ -42,8 +42,8 @@ class LbfgsInfo(NamedTuple):
 
 @functools.lru_cache(maxsize=8)
 def _make_lbfgs_solver(
-    memory_size: int,
-) -> Callable[..., tuple[model.Params, jax.Array, jax.Array, jax.Array]]:
+    memory_size: int, mesh: Mesh
+) -> Callable[..., tuple[model.Params, jax.Array, jax.Array, jax.Array, jax.Array]]:
     optimizer = optax.lbfgs(memory_size=memory_size)
 
     def solve(
@@ -94,7 +94,11 @@ def _make_lbfgs_solver(
             evaluations,
         )
 
-    return jax.jit(solve, static_argnames=("num_examples",))
+    return jax.jit(
+        solve,
+        static_argnames=("num_examples",),
+        compiler_options=_compiling.compiler_options(mesh),
+    )
 
 
 def solve_lbfgs(
@@ -152,9 +156,9 @@ def solve_lbfgs(
     tol = validation.non_negative_float("tol", tol)
     max_iter = validation.positive_int("max_iter", max_iter)
     memory_size = validation.positive_int("memory_size", memory_size)
-    solver = _make_lbfgs_solver(memory_size)
-    dtype = np.dtype(params.W.dtype)
     mesh = sharding.resolve_mesh(mesh)
+    solver = _make_lbfgs_solver(memory_size, mesh)
+    dtype = np.dtype(params.W.dtype)
     split = sharding.place_split(x, y, mesh)
     params, iterations, value, norm, evaluations = solver(
         sharding.replicate(params, mesh),

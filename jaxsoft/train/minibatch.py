@@ -18,7 +18,7 @@ from jax.typing import ArrayLike
 from jaxsoft import losses, metrics, model, validation
 from jaxsoft.config import Config
 from jaxsoft.records import EpochRecord, TrainState
-from jaxsoft.train import evaluation, sharding
+from jaxsoft.train import _compiling, evaluation, sharding
 from jaxsoft.train.errors import TrainingDiverged
 from jaxsoft.train.optimizers import make_optimizer
 
@@ -107,7 +107,7 @@ def _make_epoch_fn(
         )
         return params, opt_state, jnp.mean(objectives), jnp.mean(ces), jnp.mean(accs)
 
-    return jax.jit(epoch)
+    return jax.jit(epoch, compiler_options=_compiling.compiler_options(mesh))
 
 
 def _key_words(key: jax.Array) -> list[int]:
