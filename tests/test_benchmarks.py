@@ -90,3 +90,17 @@ def test_bench_scaling_tiny() -> None:
     stdout = _run("bench_scaling.py", "--rows", "2000", "--epochs", "1")
     assert "s/epoch" in stdout and "full-batch grad s" in stdout
     assert any(line.split()[:2] == ["1", "1"] for line in stdout.splitlines())
+
+
+def test_bench_startup_once() -> None:
+    stdout = _run("bench_startup.py", "--repeats", "1")
+    lines = stdout.strip().splitlines()
+    figures = {line[:36].strip(): line[36:] for line in lines[1:-1]}
+    assert set(figures) == {
+        "bare import jax + one op",
+        "jaxsoft train, cold compile cache",
+        "jaxsoft train, warm compile cache",
+    }
+    assert all(float(value.split()[0]) > 0 for value in figures.values())
+    assert lines[-1].startswith("jaxsoft train / bare: cold ")
+    assert lines[-1].endswith("(goal <= 3x)")
