@@ -313,6 +313,9 @@ def test_truncated_files_give_one_clean_line_promptly(run, tmp_path):
 
 SAVE_THEN = """
     import os, signal, sys, time, optax, jax
+    # Ctrl-C raises KeyboardInterrupt even when this test runs in a background
+    # job, whose children start with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from jaxsoft import checkpoint, model
     from jaxsoft.records import TrainState
     def state(epoch):
