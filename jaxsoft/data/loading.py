@@ -52,7 +52,9 @@ def load(
 
     The first call for a dataset prepares it into ``data_dir`` (TFDS
     downloads, checks and converts it; later calls only read the prepared
-    files, and from the second call on, a checked decoded copy of them).
+    files, and from the second call on, a checked decoded copy of them that
+    the first call keeps in ``<prepared folder>/jaxsoft-decoded/``, about the
+    size of the returned arrays; delete it to reclaim the space).
     Images are flattened and scaled to [0, 1] by
     `jaxsoft.data.preprocessing` (pixel / 255 for 8-bit images, pixel / 16 for
     `digits`). TFDS's notices and progress bars show only on a terminal.
