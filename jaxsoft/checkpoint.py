@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from jaxsoft import model
+from jaxsoft._digest import array_record
 from jaxsoft.records import TrainState
 
 __all__ = [
@@ -113,12 +114,6 @@ def _host(array: Any) -> np.ndarray:
 
 def _spec(shape: Any, dtype: Any) -> str:
     return f"{tuple(shape)} {np.dtype(dtype).name}"
-
-
-def _record(host: np.ndarray) -> dict[str, Any]:
-    data = _spec(host.shape, host.dtype).encode() + host.tobytes()
-    sha = hashlib.sha256(data).hexdigest()
-    return {"shape": list(host.shape), "dtype": host.dtype.name, "sha256": sha}
 
 
 def _seal(meta: dict[str, Any]) -> str:
@@ -238,7 +233,7 @@ class Checkpointer:
             "format": FORMAT_VERSION,
             "epoch": int(state.epoch),
             "config": config,
-            "arrays": {name: _record(host) for name, host in hosts.items()},
+            "arrays": {name: array_record(host) for name, host in hosts.items()},
         }
         meta = json.loads(json.dumps(meta))  # as JSON will give it back
         items = {
@@ -358,7 +353,7 @@ def _verify(where: Path, saved: dict[str, Any], arrays: dict[str, Any]) -> None:
     """Every restored array against its saved checksum; finite parameters."""
     for name, array in _named_leaves(arrays).items():
         host = _host(array)
-        if name not in saved or saved[name]["sha256"] != _record(host)["sha256"]:
+        if name not in saved or saved[name]["sha256"] != array_record(host)["sha256"]:
             raise _corrupt(where, f"its array {name} does not match its checksum")
         if name.startswith("params/") and not np.isfinite(host).all():
             raise _corrupt(where, f"its {name} holds NaN or inf")

@@ -20,7 +20,6 @@ the manifest last, so concurrent loads never see half a copy.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -29,10 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from jaxsoft._digest import array_record
+
 __all__ = ["FOLDER", "read", "write"]
 
 FOLDER = "jaxsoft-decoded"
-_FORMAT = 1
+_FORMAT = 2  # 2: arrays described by jaxsoft._digest
 
 
 def _folder(data_dir: str | os.PathLike[str]) -> Path:
@@ -56,18 +57,9 @@ def _sources(builder: Any, split: str) -> list[list[Any]]:
     return entries
 
 
-def _digest(array: np.ndarray) -> str:
-    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
-
-
-def _describe(array: np.ndarray) -> dict[str, Any]:
-    shape, dtype = list(array.shape), array.dtype.str
-    return {"sha256": _digest(array), "shape": shape, "dtype": dtype}
-
-
 def _load_checked(path: Path, expected: dict[str, Any]) -> np.ndarray | None:
     array = np.load(path, allow_pickle=False)
-    if _describe(array) != expected:
+    if array_record(array) != expected:
         return None
     return array
 
@@ -116,8 +108,8 @@ def write(builder: Any, split: str, images: np.ndarray, labels: np.ndarray) -> b
         manifest = {
             "format": _FORMAT,
             "sources": _sources(builder, split),
-            "images": _describe(images),
-            "labels": _describe(labels),
+            "images": array_record(images),
+            "labels": array_record(labels),
         }
         folder.mkdir(exist_ok=True)
         for kind, array in (("images", images), ("labels", labels)):
