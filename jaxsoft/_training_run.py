@@ -17,6 +17,7 @@ from jaxsoft.config import Config
 from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.run_folder import RunFolder
 from jaxsoft.train import sharding
+from jaxsoft.train.optimizers import init_state
 
 __all__ = ["RunDivergedError", "RunError", "TrainingRun"]
 
@@ -88,7 +89,7 @@ class TrainingRun:
         params = sharding.replicate(self.initial_params, self.mesh)
         template = TrainState(
             params,
-            sharding.replicate(self.optimizer.init(params), self.mesh),
+            sharding.replicate(init_state(self.optimizer, params), self.mesh),
             0,
             sharding.replicate(self.shuffle_key, self.mesh),
         )

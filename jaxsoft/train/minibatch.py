@@ -20,7 +20,7 @@ from jaxsoft.config import Config
 from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.train import _compiling, evaluation, sharding
 from jaxsoft.train.errors import TrainingDiverged
-from jaxsoft.train.optimizers import make_optimizer
+from jaxsoft.train.optimizers import init_state, make_optimizer
 
 __all__ = ["FitResult", "epoch_permutation", "fit"]
 
@@ -54,14 +54,6 @@ def _minibatch_objective(
     mean_ce = jnp.mean(losses.cross_entropy(o, y))
     objective = mean_ce + l2 * losses.l2_penalty(params.W)
     return objective, (mean_ce, metrics.accuracy(o, y))
-
-
-@functools.lru_cache(maxsize=8)
-def _compiled_init(
-    optimizer: optax.GradientTransformation,
-) -> Callable[[model.Params], optax.OptState]:
-    """``optimizer.init`` as one compiled program (not one per zeros_like)."""
-    return jax.jit(optimizer.init)
 
 
 @functools.lru_cache(maxsize=8)
@@ -295,7 +287,7 @@ def fit(
         optimizer, learning_rate, schedule, epochs * (n // batch_size)
     )
     if state is None:
-        state = TrainState(params, _compiled_init(transformation)(params), 0, key)
+        state = TrainState(params, init_state(transformation, params), 0, key)
     elif not 0 <= state.epoch <= epochs:
         raise ValueError(
             f"the state has {state.epoch} epochs done but the run has only "

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
+import jax
 import optax
 
 from jaxsoft import validation
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "init_state", "make_optimizer", "make_schedule"]
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": lambda lr: optax.sgd(lr),
@@ -112,3 +114,14 @@ def make_optimizer(
     total_steps = validation.positive_int("total_steps", total_steps)
     # The same settings give the same object, so `fit` reuses its compiled epoch.
     return _cached_optimizer(name, learning_rate, schedule, total_steps)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_init(optimizer: optax.GradientTransformation) -> Callable[..., Any]:
+    return jax.jit(optimizer.init)
+
+
+def init_state(optimizer: optax.GradientTransformation, params: Any) -> Any:
+    """``optimizer.init(params)`` as one compiled program (cached per
+    optimizer), not one small program per ``zeros_like`` of the state."""
+    return _compiled_init(optimizer)(params)
