@@ -171,6 +171,25 @@ def _epochs_result(
     }
 
 
+def _epochs_until_target(
+    s: Settings, start: float, epoch: Callable[[], float]
+) -> dict[str, Any]:
+    """Runs ``epoch()`` (one epoch, then its test accuracy) until the target
+    or ``s.max_epochs``; the report of `_epochs_result`, timed from ``start``."""
+    accuracies: list[float] = []
+    elapsed: list[float] = []
+    epoch_seconds: list[float] = []
+    for _ in range(s.max_epochs):
+        epoch_start = time.perf_counter()
+        accuracies.append(epoch())
+        now = time.perf_counter()
+        epoch_seconds.append(now - epoch_start)
+        elapsed.append(now - start)
+        if accuracies[-1] >= s.target:
+            break
+    return _epochs_result(accuracies, elapsed, epoch_seconds, s.target)
+
+
 def objective64(
     W: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float
 ) -> float:
@@ -229,22 +248,17 @@ def run_pytorch(s: Settings) -> dict[str, Any]:
     train = TensorDataset(torch.from_numpy(x), torch.from_numpy(y).long())
     loader = DataLoader(train, batch_size=s.batch_size, shuffle=True)
     x_test_t, y_test_t = torch.from_numpy(x_test), torch.from_numpy(y_test).long()
-    accuracies, elapsed, epoch_seconds = [], [], []
-    for _ in range(s.max_epochs):
-        epoch_start = time.perf_counter()
+
+    def epoch() -> float:
         for x_batch, y_batch in loader:
             optimizer.zero_grad()
             loss_fn(model(x_batch), y_batch).backward()
             optimizer.step()
         with torch.no_grad():
             predicted = model(x_test_t).argmax(dim=1)
-            accuracies.append(float((predicted == y_test_t).float().mean()))
-        now = time.perf_counter()
-        epoch_seconds.append(now - epoch_start)
-        elapsed.append(now - start)
-        if accuracies[-1] >= s.target:
-            break
-    result = _epochs_result(accuracies, elapsed, epoch_seconds, s.target)
+            return float((predicted == y_test_t).float().mean())
+
+    result = _epochs_until_target(s, start, epoch)
     return {**result, "import": import_seconds, "threads": torch.get_num_threads()}
 
 
@@ -284,20 +298,16 @@ def run_tutorial_jax(s: Settings) -> dict[str, Any]:
     x_test_dev, y_test_dev = jax.device_put((x_test, y_test))
     rng = np.random.default_rng(0)
     steps = len(y) // s.batch_size
-    accuracies, elapsed, epoch_seconds = [], [], []
-    for _ in range(s.max_epochs):
-        epoch_start = time.perf_counter()
+
+    def epoch() -> float:
+        nonlocal params, opt_state
         permutation = rng.permutation(len(y))
         for i in range(steps):
             index = permutation[i * s.batch_size : (i + 1) * s.batch_size]
             params, opt_state = step(params, opt_state, x[index], y[index])
-        accuracies.append(float(accuracy(params, x_test_dev, y_test_dev)))
-        now = time.perf_counter()
-        epoch_seconds.append(now - epoch_start)
-        elapsed.append(now - start)
-        if accuracies[-1] >= s.target:
-            break
-    result = _epochs_result(accuracies, elapsed, epoch_seconds, s.target)
+        return float(accuracy(params, x_test_dev, y_test_dev))
+
+    result = _epochs_until_target(s, start, epoch)
     return {**result, "import": import_seconds, "compile": clock.seconds()}
 
 

@@ -289,6 +289,19 @@ def _compute(logits, labels, where, *, layout, is_index, grad):
     return layout.from_rows(out) if grad else out.reshape(layout.batch_shape)
 
 
+def _checked_compute(logits, labels, axis, where, *, grad: bool) -> jax.Array:
+    """`_compute` of the arguments after `check_arguments`."""
+    args = check_arguments(logits, labels, axis, where)
+    return _compute(
+        args.logits,
+        args.labels,
+        args.where,
+        layout=args.layout,
+        is_index=args.is_index,
+        grad=grad,
+    )
+
+
 # Public functions ---------------------------------------------------------------
 
 
@@ -366,15 +379,7 @@ def cross_entropy(
       ...                  where=jnp.array([True, False]))
       Array([0.255, 0.   ], dtype=float32)
     """
-    args = check_arguments(logits, labels, axis, where)
-    return _compute(
-        args.logits,
-        args.labels,
-        args.where,
-        layout=args.layout,
-        is_index=args.is_index,
-        grad=False,
-    )
+    return _checked_compute(logits, labels, axis, where, grad=False)
 
 
 def cross_entropy_grad(
@@ -410,15 +415,7 @@ def cross_entropy_grad(
       >>> js.cross_entropy_grad(jnp.array([0.0, 0.0]), jnp.array(1))
       Array([ 0.5, -0.5], dtype=float32)
     """
-    args = check_arguments(logits, labels, axis, where)
-    return _compute(
-        args.logits,
-        args.labels,
-        args.where,
-        layout=args.layout,
-        is_index=args.is_index,
-        grad=True,
-    )
+    return _checked_compute(logits, labels, axis, where, grad=True)
 
 
 def l2_penalty(weights: ArrayLike) -> jax.Array:
