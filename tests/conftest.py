@@ -13,6 +13,8 @@ the suite fast. ``HYPOTHESIS_PROFILE=thorough`` runs many more.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,28 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxsoft"))
 os.environ["JAXSOFT_CACHE_DIR"] = ""
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(
+    *args: str, env: dict[str, str | None] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python *args`` in a fresh process that imports this checkout's
+    jaxsoft; ``env`` adds variables to the environment (None removes one).
+    Returns its exit code and text output."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    for name, value in (env or {}).items():
+        environment.pop(name, None)
+        if value is not None:
+            environment[name] = value
+    return subprocess.run(
+        [sys.executable, *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",

@@ -15,13 +15,13 @@ import numpy as np
 import optax
 import pytest
 from _fake_data import fake_dataset, install_fake_datasets
+from conftest import REPO_ROOT, run_python
 from PIL import Image
 
 import jaxsoft.data
 from jaxsoft import checkpoint, cli, experiment, train
 from jaxsoft.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--epochs", "3", "--batch-size", "16"]
 
 
@@ -543,16 +543,14 @@ def test_killed_run_resumes_to_the_same_parameters(digits_data_dir, tmp_path, ca
 
 def test_a_second_run_reuses_the_compiled_programs(digits_data_dir, tmp_path):
     cache = tmp_path / "cache"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAXSOFT_CACHE_DIR": str(cache)}
-    command = [sys.executable, "-m", "jaxsoft", "train", "--epochs", "2"]
+    env = {"JAXSOFT_CACHE_DIR": str(cache)}
+    command = ["-m", "jaxsoft", "train", "--epochs", "2"]
     command += ["--data-dir", str(digits_data_dir), "--out", str(tmp_path / "run")]
-    first = subprocess.run(command, env=env, capture_output=True, text=True)
+    first = run_python(*command, env=env)
     assert first.returncode == 0, first.stderr
     entries = sorted(p.name for p in cache.iterdir())
     assert entries  # the compiled epoch, evaluation, ...
-    second = subprocess.run(
-        [*command, "--overwrite"], env=env, capture_output=True, text=True
-    )
+    second = run_python(*command, "--overwrite", env=env)
     assert second.returncode == 0, second.stderr
     # Every program came from the cache: nothing new was compiled or written.
     assert sorted(p.name for p in cache.iterdir()) == entries
@@ -565,13 +563,7 @@ def test_a_second_run_reuses_the_compiled_programs(digits_data_dir, tmp_path):
 
 
 def test_python_dash_m_help():
-    result = subprocess.run(
-        [sys.executable, "-m", "jaxsoft", "--help"],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-m", "jaxsoft", "--help", timeout=120)
     assert result.returncode == 0
     assert "evaluate" in result.stdout
 
@@ -581,13 +573,7 @@ def test_help_imports_neither_tensorflow_nor_orbax():
         "import sys; from jaxsoft import cli; cli.main(['train', '--help']); "
         "print('tensorflow' in sys.modules, 'orbax.checkpoint' in sys.modules)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-c", script, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "False False"
     assert "--checkpoint-every" in result.stdout  # flags derived from Config
@@ -601,24 +587,11 @@ def test_the_console_script_exits_with_mains_code_and_its_output(tmp_path):
         "atexit.register(lambda: print('exit handler ran', flush=True)); "
         "print('before', end=''); cli.run()"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    bad = subprocess.run(
-        [sys.executable, "-c", script, "train", "--epochs", "0"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = run_python("-c", script, "train", "--epochs", "0", timeout=120)
     assert bad.returncode == 2
     assert "epochs" in bad.stderr
     assert bad.stdout == "beforeexit handler ran\n"
-    good = subprocess.run(
-        [sys.executable, "-c", script, "--help"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    good = run_python("-c", script, "--help", timeout=120)
     assert good.returncode == 0, good.stderr
     assert good.stdout.startswith("before") and "train" in good.stdout
     assert good.stdout.endswith("exit handler ran\n")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import REPO_ROOT
+from conftest import run_python
 
 from jaxsoft.compile_cache import CACHE_ENV, default_cache_dir
 
@@ -35,18 +32,9 @@ print(float(jax.jit(lambda x: jnp.sum(jnp.sin(x) * 3.0))(jnp.arange(4.0))))
 
 
 def _run(folder: str, env_value: str | None) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    env.pop(CACHE_ENV, None)
-    if env_value is not None:
-        env[CACHE_ENV] = env_value
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, folder],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    env = {"JAX_COMPILATION_CACHE_DIR": None, CACHE_ENV: env_value}
+    done = run_python("-c", _SCRIPT, folder, env=env)
+    assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()[0]
 
 

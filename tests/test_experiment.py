@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,13 +11,12 @@ import numpy as np
 import optax
 import pytest
 from _fake_data import fake_dataset, install_fake_datasets
+from conftest import run_python
 
 import jaxsoft.data
 from jaxsoft import checkpoint, experiment, train
 from jaxsoft.config import Config
 from jaxsoft.train import minibatch
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -60,13 +56,7 @@ def test_train_and_evaluate_in_a_fresh_process(tmp_path):
         print(summary["test"]["accuracy"])
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python("-c", script)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     lines = (run / "metrics.jsonl").read_text().splitlines()
