@@ -108,11 +108,12 @@ def digits_ds(digits_dir: Path) -> data.Dataset:
 
 
 @pytest.fixture
-def undecoded_dir(tmp_path: Path, digits_dir: Path) -> Path:
-    """A copy of ``digits_dir`` without the decoded copy: `load` decodes."""
+def digits_copy(tmp_path: Path, digits_dir: Path) -> Path:
+    """A copy of ``digits_dir`` to damage, without the decoded copy (so
+    `load` reads the prepared files)."""
     import shutil
 
-    root = tmp_path / "undecoded"
+    root = tmp_path / "copy"
     shutil.copytree(
         digits_dir / "digits",
         root / "digits",
@@ -209,18 +210,18 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_a_second_load_reads_the_decoded_copy(
-    undecoded_dir: Path, digits_ds: data.Dataset, monkeypatch: pytest.MonkeyPatch
+    digits_copy: Path, digits_ds: data.Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = _count_reads(monkeypatch)
-    first = data.load("digits", data_dir=undecoded_dir)
+    first = data.load("digits", data_dir=digits_copy)
     assert reads == ["train", "test"]
-    copy = undecoded_dir / "digits" / "1.0.0" / _decoded.FOLDER
+    copy = digits_copy / "digits" / "1.0.0" / _decoded.FOLDER
     assert {p.name for p in copy.iterdir()} == {
         f"{split}{suffix}"
         for split in ("train", "test")
         for suffix in ("-images.npy", "-labels.npy", ".json")
     }
-    second = data.load("digits", data_dir=undecoded_dir)
+    second = data.load("digits", data_dir=digits_copy)
     assert reads == ["train", "test"]  # nothing decoded again
     for ds in (first, second):
         np.testing.assert_array_equal(ds.x_train, digits_ds.x_train)
@@ -260,26 +261,26 @@ def _damage(copy: Path, damage: str) -> None:
     ],
 )
 def test_a_damaged_or_stale_decoded_copy_is_never_used(
-    undecoded_dir: Path,
+    digits_copy: Path,
     digits_ds: data.Dataset,
     monkeypatch: pytest.MonkeyPatch,
     damage: str,
 ) -> None:
-    data.load("digits", data_dir=undecoded_dir)  # writes the copy
-    _damage(undecoded_dir / "digits" / "1.0.0" / _decoded.FOLDER, damage)
+    data.load("digits", data_dir=digits_copy)  # writes the copy
+    _damage(digits_copy / "digits" / "1.0.0" / _decoded.FOLDER, damage)
     reads = _count_reads(monkeypatch)
-    again = data.load("digits", data_dir=undecoded_dir)
+    again = data.load("digits", data_dir=digits_copy)
     # Decoded from the prepared files (both splits when those changed)...
     expected = ["train", "test"] if damage == "prepared anew" else ["train"]
     assert reads == expected
     np.testing.assert_array_equal(again.x_train, digits_ds.x_train)
     np.testing.assert_array_equal(again.y_train, digits_ds.y_train)
-    data.load("digits", data_dir=undecoded_dir)
+    data.load("digits", data_dir=digits_copy)
     assert reads == expected  # ...and the copy written anew
 
 
 def test_a_folder_that_cannot_be_written_means_no_copy(
-    undecoded_dir: Path, digits_ds: data.Dataset, monkeypatch: pytest.MonkeyPatch
+    digits_copy: Path, digits_ds: data.Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(*args: object) -> None:
         raise PermissionError("read-only file system")
@@ -287,13 +288,13 @@ def test_a_folder_that_cannot_be_written_means_no_copy(
     monkeypatch.setattr(_decoded, "_atomic_write", refuse)
     reads = _count_reads(monkeypatch)
     for _ in range(2):
-        ds = data.load("digits", data_dir=undecoded_dir)
+        ds = data.load("digits", data_dir=digits_copy)
         np.testing.assert_array_equal(ds.x_test, digits_ds.x_test)
     assert reads == ["train", "test"] * 2
 
 
 def test_invalid_arrays_are_not_copied(
-    undecoded_dir: Path, monkeypatch: pytest.MonkeyPatch
+    digits_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     read = _reading.read_split
 
@@ -303,8 +304,8 @@ def test_invalid_arrays_are_not_copied(
 
     monkeypatch.setattr(_reading, "read_split", bad_labels)
     with pytest.raises(data.CorruptDatasetError):
-        data.load("digits", data_dir=undecoded_dir)
-    assert not (undecoded_dir / "digits" / "1.0.0" / _decoded.FOLDER).exists()
+        data.load("digits", data_dir=digits_copy)
+    assert not (digits_copy / "digits" / "1.0.0" / _decoded.FOLDER).exists()
 
 
 _FRESH_PROCESS_SCRIPT = textwrap.dedent(
@@ -695,13 +696,8 @@ def test_truncated_manual_file_is_a_clear_error(
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garble"])
-def test_damaged_prepared_file_is_a_clear_error(
-    tmp_path: Path, digits_dir: Path, damage: str
-) -> None:
-    import shutil
-
-    root = tmp_path / "tfds"
-    shutil.copytree(digits_dir / "digits", root / "digits")
+def test_damaged_prepared_file_is_a_clear_error(digits_copy: Path, damage: str) -> None:
+    root = digits_copy
     (shard,) = (root / "digits" / "1.0.0").glob("digits-train.array_record*")
     with shard.open("r+b") as f:
         if damage == "truncate":
@@ -714,22 +710,20 @@ def test_damaged_prepared_file_is_a_clear_error(
     assert "\n" not in str(info.value)
 
 
-def test_garbled_dataset_info_is_a_clear_error(
-    tmp_path: Path, digits_dir: Path
-) -> None:
-    import shutil
-
-    root = tmp_path / "tfds"
-    shutil.copytree(digits_dir / "digits", root / "digits")
+def _garble_dataset_info(root: Path) -> None:
     info_file = root / "digits" / "1.0.0" / "dataset_info.json"
     info_file.write_text(info_file.read_text()[:100])
+
+
+def test_garbled_dataset_info_is_a_clear_error(digits_copy: Path) -> None:
+    _garble_dataset_info(digits_copy)
     with pytest.raises(data.CorruptDatasetError, match=r"dataset_info\.json"):
-        data.load("digits", data_dir=root)
+        data.load("digits", data_dir=digits_copy)
 
 
 @pytest.mark.parametrize("bad", ["label", "length"])
 def test_invalid_prepared_arrays_are_corrupt_data(
-    undecoded_dir: Path, monkeypatch: pytest.MonkeyPatch, bad: str
+    digits_copy: Path, monkeypatch: pytest.MonkeyPatch, bad: str
 ) -> None:
     """`Dataset` validates what `load` read; `load` says how to fix it."""
     read = _reading.read_split
@@ -747,24 +741,24 @@ def test_invalid_prepared_arrays_are_corrupt_data(
     with pytest.raises(
         data.CorruptDatasetError, match=r"(?i)delete that folder"
     ) as info:
-        data.load("digits", data_dir=undecoded_dir)
+        data.load("digits", data_dir=digits_copy)
     assert isinstance(info.value.__cause__, ValueError)
     assert "\n" not in str(info.value)
 
 
 def test_a_bug_while_reading_is_not_called_corrupt_data(
-    undecoded_dir: Path, monkeypatch: pytest.MonkeyPatch
+    digits_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def buggy(*args: object) -> None:
         raise ZeroDivisionError("a bug inside jaxsoft")
 
     monkeypatch.setattr(_reading, "decode_image", buggy)
     with pytest.raises(ZeroDivisionError, match="a bug inside jaxsoft"):
-        data.load("digits", data_dir=undecoded_dir)
+        data.load("digits", data_dir=digits_copy)
 
 
 def test_undecodable_image_is_corrupt_data(
-    undecoded_dir: Path, monkeypatch: pytest.MonkeyPatch
+    digits_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A PNG cut short inside a record: Pillow's error, as corrupt data."""
     as_data_source = tfds.core.DatasetBuilder.as_data_source
@@ -787,7 +781,7 @@ def test_undecodable_image_is_corrupt_data(
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "as_data_source", cut)
     with pytest.raises(data.CorruptDatasetError, match="image of example 0") as info:
-        data.load("digits", data_dir=undecoded_dir)
+        data.load("digits", data_dir=digits_copy)
     assert isinstance(info.value.__cause__, OSError)
 
 
@@ -1080,17 +1074,10 @@ def test_describe_refuses_like_load(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_describe_reads_a_prepared_dataset_info(
-    tmp_path: Path, digits_dir: Path
-) -> None:
-    import shutil
-
-    root = tmp_path / "tfds"
-    shutil.copytree(digits_dir / "digits", root / "digits")
-    info_file = root / "digits" / "1.0.0" / "dataset_info.json"
-    info_file.write_text(info_file.read_text()[:100])
+def test_describe_reads_a_prepared_dataset_info(digits_copy: Path) -> None:
+    _garble_dataset_info(digits_copy)
     with pytest.raises(data.CorruptDatasetError, match=r"dataset_info\.json"):
-        data.describe("digits", data_dir=root)
+        data.describe("digits", data_dir=digits_copy)
 
 
 _DESCRIBE_SCRIPT = textwrap.dedent(
