@@ -35,8 +35,7 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
 
     import jaxsoft as js
-    from jaxsoft import distributed, train
-    from jaxsoft.train import sharding
+    from jaxsoft import distributed, sharding, train
 
     if args.num_processes > 1:
         distributed.initialize(

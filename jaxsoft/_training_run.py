@@ -12,11 +12,10 @@ from typing import Any
 
 import jax
 
-from jaxsoft import checkpoint, distributed, model
+from jaxsoft import checkpoint, distributed, model, sharding
 from jaxsoft.config import Config
 from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.run_folder import RunFolder
-from jaxsoft.train import sharding
 from jaxsoft.train.optimizers import init_state
 
 __all__ = ["RunDivergedError", "RunError", "TrainingRun"]

@@ -22,13 +22,12 @@ from typing import Any
 
 import jax
 
-from jaxsoft import checkpoint, distributed, model, validation
+from jaxsoft import checkpoint, distributed, model, sharding, validation
 from jaxsoft._training_run import RunDivergedError, RunError, TrainingRun
 from jaxsoft.config import RUN_DEFINING, Config, flags
 from jaxsoft.distributed import Launch
 from jaxsoft.records import Evaluation
 from jaxsoft.run_folder import RunFolder
-from jaxsoft.train import sharding
 
 __all__ = [
     "Config",

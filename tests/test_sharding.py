@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxsoft.train import sharding
+from jaxsoft import sharding
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,10 +12,10 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
-from jaxsoft import losses, metrics, model, validation
+from jaxsoft import losses, metrics, model, sharding, validation
 from jaxsoft.config import Config
 from jaxsoft.records import Evaluation
-from jaxsoft.train import _compiling, sharding
+from jaxsoft.train import _compiling
 
 __all__ = ["CALIBRATION_BINS", "TOP_K", "evaluate", "evaluate_sharded"]
 

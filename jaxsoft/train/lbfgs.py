@@ -13,9 +13,9 @@ import optax
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from jaxsoft import model, validation
+from jaxsoft import model, sharding, validation
 from jaxsoft import objective as objective_lib
-from jaxsoft.train import _compiling, sharding
+from jaxsoft.train import _compiling
 
 __all__ = ["LbfgsInfo", "solve_lbfgs"]
 

@@ -15,10 +15,10 @@ import optax
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from jaxsoft import losses, metrics, model, validation
+from jaxsoft import losses, metrics, model, sharding, validation
 from jaxsoft.config import Config
 from jaxsoft.records import EpochRecord, TrainState
-from jaxsoft.train import _compiling, evaluation, sharding
+from jaxsoft.train import _compiling, evaluation
 from jaxsoft.train.errors import TrainingDiverged
 from jaxsoft.train.optimizers import init_state, make_optimizer
 
