@@ -34,6 +34,7 @@ __all__ = [
     "replicate",
     "replicated",
     "resolve_mesh",
+    "to_host",
 ]
 
 DATA_AXIS = "data"
@@ -153,3 +154,14 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     """Every array leaf of ``tree`` as a full copy on each device of the mesh."""
     sharding = replicated(mesh)
     return jax.tree.map(lambda leaf: _replicate_leaf(leaf, sharding), tree)
+
+
+def to_host(a: jax.Array) -> np.ndarray:
+    """A replicated (or fully addressable) array's value as a NumPy array.
+
+    In several processes a replicated array is not fully addressable, but
+    every process holds the whole of it: its first local copy is the value.
+    """
+    if a.is_fully_addressable:
+        return np.asarray(a)
+    return np.asarray(a.addressable_data(0))

@@ -3,6 +3,8 @@
 >>> from jaxsoft import probe
 >>> # res = probe.sweep(x_train, y_train, l2=[1e-6, 1e-4], x_val=x_val, y_val=y_val)
 
+- `solve` (`engine`): the exact optimum of many heads (strengths x training
+  sets) in shared passes over rows sharded on the mesh; the one exact solver.
 - `sweep` (`sweep`): the heads, their scores and the chosen one.
 - `load_features` (`features`): arrays, ``.npz`` files, memory-mapped
   ``.npy`` pairs; `ProbeInputError` for bad inputs.
@@ -10,6 +12,7 @@
 - `command`: the ``jaxsoft probe`` subcommand.
 """
 
+from jaxsoft.probe.engine import Solution, solve
 from jaxsoft.probe.features import ProbeInputError, load_features
 from jaxsoft.probe.scoring import score
 from jaxsoft.probe.solver import Progress
@@ -19,8 +22,10 @@ __all__ = [
     "DEFAULT_L2",
     "ProbeInputError",
     "Progress",
+    "Solution",
     "SweepResult",
     "load_features",
     "score",
+    "solve",
     "sweep",
 ]

@@ -1,7 +1,7 @@
 """The solver's coordinates: a change of variables that preconditions each head.
 
-For the features' mean mu and covariance Sigma = V diag(lam) V^T, head h
-with strength l2 is solved in coordinates (U, c') with
+For the features' weighted mean mu and covariance Sigma = V diag(lam) V^T,
+head h with strength l2 is solved in coordinates (U, c') with
 
     W = V D_h U,    b = c - mu W,    c = c' / sqrt(alpha),
     D_h = diag(1 / sqrt(alpha * lam + l2)),
@@ -14,55 +14,82 @@ coordinates is the identity on every direction that matters (the class
 contrasts), so the first L-BFGS step is a Newton step, and centring
 decouples the intercept from the weights.
 
+Many features: the eigendecomposition costs O(d^3) and the covariance pass
+O(n d^2), so above `EIGH_MAX_FEATURES` features the basis is diagonal
+(V = I, lam the per-feature variances): a cheaper preconditioner that still
+evens out feature scales, though not their correlations. Without an
+intercept, mu = 0 and Sigma is the second moment about 0.
+
+The data passes see the features centred by ``shift`` (`jaxsoft.probe.passes`):
+their logits are ``(x - shift) W + c_s`` with ``c_s = b + shift W``.
+
 Flat coordinates per head: theta = concat(U.ravel(), c') of size d q + q.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxsoft import model
-from jaxsoft.probe.passes import Standardise
+from jaxsoft.probe.passes import Moments
 
-__all__ = ["Basis", "make_basis"]
+__all__ = ["EIGH_MAX_FEATURES", "Basis", "make_basis"]
+
+EIGH_MAX_FEATURES = 4096
+"""Above this many features the preconditioner is diagonal (no eigh)."""
 
 
 class Basis(NamedTuple):
-    """Everything the change of variables needs (float32 device arrays).
+    """Everything the change of variables needs (device arrays, compute dtype).
 
     Attributes:
-      st: the pass's standardisation (mu, inv_s), each (d,).
-      s: feature scales (d,), 1 / inv_s.
-      V: eigenvectors of the covariance (d, d), as columns.
-      lam: eigenvalues (d,) >= 0.
-      alpha: the curvature scale (a scalar), 1/q.
+      shift: (d,) the passes' centring.
+      mu: (d,) the centre of the change of variables (0 without intercept).
+      V: (d, d) eigenvectors as columns, or None (diagonal: V = I).
+      lam: (d,) eigenvalues (or variances) >= 0.
+      alpha: the curvature scale, 1/q.
+      intercept: 1.0 when the intercept is trained, else 0.0.
     """
 
-    st: Standardise
-    s: jax.Array
-    V: jax.Array
+    shift: jax.Array
+    mu: jax.Array
+    V: jax.Array | None
     lam: jax.Array
     alpha: jax.Array
+    intercept: jax.Array
 
 
-def make_basis(mean: np.ndarray, cov: np.ndarray, num_classes: int) -> Basis:
-    """The `Basis` for features with this mean (d,) and covariance (d, d)."""
-    var = np.clip(np.diag(cov), 0.0, None)
-    scale = np.sqrt(var)
-    scale = np.where(scale > 1e-12 * max(scale.max(), 1e-30), scale, 1.0)
-    lam, V = np.linalg.eigh((cov + cov.T) / 2)
-    lam = np.clip(lam, 0.0, None)
-    f32 = jnp.float32
+def make_basis(
+    moments: Moments,
+    shift: np.ndarray,
+    num_classes: int,
+    *,
+    dtype: Any,
+    diagonal: bool,
+    fit_intercept: bool = True,
+) -> Basis:
+    """The `Basis` for rows with these weighted moments about ``shift``."""
+    mean = shift + moments.mean
+    second = moments.second
+    if not fit_intercept:  # the second moment about 0, and no centring
+        second = second + (mean * mean if diagonal else np.outer(mean, mean))
+        mean = np.zeros_like(mean)
+    if diagonal:
+        lam, V = np.clip(second, 0.0, None), None
+    else:
+        lam, V = np.linalg.eigh((second + second.T) / 2)
+        lam = np.clip(lam, 0.0, None)
     return Basis(
-        st=Standardise(mu=jnp.asarray(mean, f32), inv_s=jnp.asarray(1 / scale, f32)),
-        s=jnp.asarray(scale, f32),
-        V=jnp.asarray(V, f32),
-        lam=jnp.asarray(lam, f32),
-        alpha=jnp.asarray(1.0 / num_classes, f32),
+        shift=jnp.asarray(shift, dtype),
+        mu=jnp.asarray(mean, dtype),
+        V=None if V is None else jnp.asarray(V, dtype),
+        lam=jnp.asarray(lam, dtype),
+        alpha=jnp.asarray(1.0 / num_classes, dtype),
+        intercept=jnp.asarray(1.0 if fit_intercept else 0.0, dtype),
     )
 
 
@@ -71,21 +98,35 @@ def scales(basis: Basis, l2: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jax.lax.rsqrt(basis.alpha * basis.lam + l2), jax.lax.rsqrt(basis.alpha)
 
 
+def _rotate(basis: Basis, a: jax.Array) -> jax.Array:
+    return a if basis.V is None else basis.V @ a
+
+
+def _unrotate(basis: Basis, a: jax.Array) -> jax.Array:
+    return a if basis.V is None else basis.V.T @ a
+
+
 def split(basis: Basis, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Flat theta (d q + q,) -> U (d, q), c' (q,)."""
-    d = basis.V.shape[0]
+    d = basis.lam.shape[0]
     q = theta.shape[0] // (d + 1)
     return theta[: d * q].reshape(d, q), theta[d * q :]
+
+
+def to_weights(basis: Basis, theta: jax.Array, l2: jax.Array) -> model.Params:
+    """Solver coordinates -> `Params` (W (d, q), b (q,)) on the raw features."""
+    D, dc = scales(basis, l2)
+    U, cc = split(basis, theta)
+    W = _rotate(basis, D[:, None] * U)
+    return model.Params(W=W, b=basis.intercept * dc * cc - basis.mu @ W)
 
 
 def to_pass(
     basis: Basis, theta: jax.Array, l2: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Solver coordinates -> the pass's (Wt (d, q), c (q,)) for standardised x."""
-    D, dc = scales(basis, l2)
-    U, cc = split(basis, theta)
-    W = basis.V @ (D[:, None] * U)
-    return basis.s[:, None] * W, dc * cc
+    """Solver coordinates -> the pass's (W (d, q), c_s (q,)) for x - shift."""
+    params = to_weights(basis, theta, l2)
+    return params.W, params.b + basis.shift @ params.W
 
 
 def penalty(basis: Basis, theta: jax.Array, l2: jax.Array) -> jax.Array:
@@ -96,30 +137,39 @@ def penalty(basis: Basis, theta: jax.Array, l2: jax.Array) -> jax.Array:
 
 
 def to_solver_grad(
-    basis: Basis, theta: jax.Array, gWt: jax.Array, gc: jax.Array, l2: jax.Array
+    basis: Basis, theta: jax.Array, gW: jax.Array, gc: jax.Array, l2: jax.Array
 ) -> jax.Array:
     """Gradient of the full objective in solver coordinates, flat (d q + q,).
 
-    ``gWt`` (d, q) and ``gc`` (q,) are the mean cross-entropy's gradient in
-    the pass's coordinates; the penalty's gradient l2 D^2 U is added here.
+    ``gW`` (d, q) and ``gc`` (q,) are the mean cross-entropy's gradient
+    w.r.t. the pass's (W, c_s); the penalty's gradient l2 D^2 U is added here.
     """
     D, dc = scales(basis, l2)
     U, _ = split(basis, theta)
-    gU = D[:, None] * (basis.V.T @ (basis.s[:, None] * gWt)) + l2 * (D**2)[:, None] * U
-    return jnp.concatenate([gU.ravel(), dc * gc])
+    dW = gW + jnp.outer(basis.shift - basis.mu, gc)  # through c_s = b + shift W
+    gU = D[:, None] * _unrotate(basis, dW) + l2 * (D**2)[:, None] * U
+    return jnp.concatenate([gU.ravel(), basis.intercept * dc * gc])
 
 
-def to_params(basis: Basis, theta: jax.Array, l2: jax.Array) -> model.Params:
-    """Solver coordinates -> `Params` (W (d, q), b (q,)) on the raw features."""
-    D, dc = scales(basis, l2)
-    U, cc = split(basis, theta)
-    W = basis.V @ (D[:, None] * U)
-    return model.Params(W=W, b=dc * cc - basis.st.mu @ W)
+def raw_grad_norms(
+    basis: Basis, theta: jax.Array, gW: jax.Array, gc: jax.Array, l2: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """(max |g|, ||g||_2) of the objective's gradient w.r.t. the raw (W, b).
+
+    The gradient a user would compute with `jax.grad` of `jaxsoft.loss`
+    (the bias's part only when the intercept is trained).
+    """
+    W = to_weights(basis, theta, l2).W
+    gW_raw = gW + jnp.outer(basis.shift, gc) + l2 * W
+    gb = basis.intercept * gc
+    largest = jnp.maximum(jnp.max(jnp.abs(gW_raw)), jnp.max(jnp.abs(gb)))
+    return largest, jnp.sqrt(jnp.sum(gW_raw**2) + jnp.sum(gb**2))
 
 
 def from_params(basis: Basis, params: model.Params, l2: jax.Array) -> jax.Array:
     """`Params` on the raw features -> flat solver coordinates."""
     D, dc = scales(basis, l2)
-    U = (basis.V.T @ params.W) / D[:, None]
-    cc = (params.b + basis.st.mu @ params.W) / dc
+    W = jnp.asarray(params.W, basis.lam.dtype)
+    U = _unrotate(basis, W) / D[:, None]
+    cc = basis.intercept * (jnp.asarray(params.b, W.dtype) + basis.mu @ W) / dc
     return jnp.concatenate([U.ravel(), cc])

@@ -16,7 +16,12 @@ longer resolve the objective's decrease.
 A head stops when its estimated gap to the optimum, half the L-BFGS Newton
 decrement ``-g^T d / 2`` (d = -H g, H the inverse-Hessian estimate), is at
 most ``rtol * |f|``: convergence judged by the objective, not by a gradient
-norm that float32 cannot bring below ~1e-6.
+norm that float32 cannot bring below ~1e-6. It also stops, where ``gtol``
+is set, when the gradient w.r.t. the raw parameters is at most ``gtol``
+(its largest entry, scikit-learn's test, or its 2-norm).
+
+The state takes the dtype of the starting point: float32, or float64 when
+JAX's x64 mode is on.
 """
 
 from __future__ import annotations
@@ -35,8 +40,11 @@ class Settings(NamedTuple):
     rtol: float = 1e-6  # stop when the estimated gap <= rtol * |f|
     max_iter: int = 1000  # accepted iterations per head
     memory: int = 10
+    gtol: float = 0.0  # or when the raw gradient's norm <= gtol (0: never)
+    gtol_norm: str = "max"  # that norm: "max" (largest entry) or "l2"
     armijo: float = 1e-4
-    flat_rtol: float = 1e-6  # approximate Wolfe: f may rise by this, relative
+    flat_rtol: float | None = None  # approximate Wolfe: f may rise by this,
+    # relative (None: 8 x the dtype's epsilon, 1e-6 in float32)
     flat_slope: float = 0.8  # ... when the slope is at most this x |initial slope|
     max_backtracks: int = 30
 
@@ -58,6 +66,7 @@ class HeadState(NamedTuple):
     evaluations: jax.Array  # data passes used (int)
     backtracks: jax.Array  # consecutive rejected trials (int)
     gap: jax.Array  # estimated objective gap at theta
+    grad_norm: jax.Array  # the raw gradient's norm at theta (Settings.gtol_norm)
     done: jax.Array  # bool
     converged: jax.Array  # bool
 
@@ -65,22 +74,23 @@ class HeadState(NamedTuple):
 def init(theta: jax.Array, memory: int) -> HeadState:
     """The state before the first pass, whose trial point is ``theta``."""
     P = theta.shape[0]
-    f32, i32 = jnp.float32, jnp.int32
+    dt, i32 = theta.dtype, jnp.int32
     return HeadState(
         theta=theta,
-        f=jnp.asarray(jnp.inf, f32),
-        g=jnp.zeros(P, f32),
-        direction=jnp.zeros(P, f32),
-        step=jnp.asarray(0.0, f32),
-        S=jnp.zeros((memory, P), f32),
-        Y=jnp.zeros((memory, P), f32),
-        rho=jnp.zeros(memory, f32),
+        f=jnp.asarray(jnp.inf, dt),
+        g=jnp.zeros(P, dt),
+        direction=jnp.zeros(P, dt),
+        step=jnp.asarray(0.0, dt),
+        S=jnp.zeros((memory, P), dt),
+        Y=jnp.zeros((memory, P), dt),
+        rho=jnp.zeros(memory, dt),
         newest=jnp.asarray(memory - 1, i32),
-        gamma=jnp.asarray(1.0, f32),
+        gamma=jnp.asarray(1.0, dt),
         iterations=jnp.asarray(0, i32),
         evaluations=jnp.asarray(0, i32),
         backtracks=jnp.asarray(0, i32),
-        gap=jnp.asarray(jnp.inf, f32),
+        gap=jnp.asarray(jnp.inf, dt),
+        grad_norm=jnp.asarray(jnp.inf, dt),
         done=jnp.asarray(False),
         converged=jnp.asarray(False),
     )
@@ -121,7 +131,7 @@ def _cubic_step(f0, d0, ft, dt, t) -> jax.Array:
     return jnp.clip(jnp.where(usable, new, 0.5 * t), 0.1 * t, 0.5 * t)
 
 
-def _accept(state: HeadState, f_t, g_t, cfg: Settings) -> HeadState:
+def _accept(state: HeadState, f_t, g_t, norm_t, cfg: Settings) -> HeadState:
     """The trial becomes the new point: memory update and a new direction."""
     first = state.evaluations == 0
     s = state.step * state.direction
@@ -139,13 +149,13 @@ def _accept(state: HeadState, f_t, g_t, cfg: Settings) -> HeadState:
     d = jnp.where(bad, -gamma * g_t, d)
     gap = -0.5 * jnp.vdot(g_t, d)
     iterations = state.iterations + jnp.where(first, 0, 1)
-    converged = gap <= cfg.rtol * jnp.abs(f_t)
+    converged = (gap <= cfg.rtol * jnp.abs(f_t)) | (norm_t <= cfg.gtol)
     return state._replace(
         theta=state.theta + s,
         f=f_t,
         g=g_t,
         direction=d,
-        step=jnp.asarray(1.0, jnp.float32),
+        step=jnp.asarray(1.0, state.step.dtype),
         S=S,
         Y=Y,
         rho=rho,
@@ -154,26 +164,40 @@ def _accept(state: HeadState, f_t, g_t, cfg: Settings) -> HeadState:
         iterations=iterations,
         backtracks=jnp.asarray(0, jnp.int32),
         gap=gap,
+        grad_norm=norm_t,
         done=converged | (iterations >= cfg.max_iter),
         converged=converged,
     )
 
 
-def advance(state: HeadState, f_t: jax.Array, g_t: jax.Array, cfg: Settings):
+def flat_rtol(cfg: Settings, dtype: jnp.dtype) -> float:
+    """The approximate Wolfe condition's allowed relative rise of f."""
+    if cfg.flat_rtol is not None:
+        return cfg.flat_rtol
+    return 8.0 * float(jnp.finfo(dtype).eps)
+
+
+def advance(
+    state: HeadState,
+    f_t: jax.Array,
+    g_t: jax.Array,
+    norm_t: jax.Array,
+    cfg: Settings,
+) -> HeadState:
     """One head's move after a pass gave f_t, g_t at its trial point.
 
-    Heads already done are returned unchanged.
+    ``norm_t`` is the raw gradient's norm there (for ``cfg.gtol``). Heads
+    already done are returned unchanged.
     """
     d0 = jnp.vdot(state.g, state.direction)
     dt = jnp.vdot(g_t, state.direction)
     t = state.step
     finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
     armijo = f_t <= state.f + cfg.armijo * t * d0
-    flat = (f_t <= state.f + cfg.flat_rtol * jnp.abs(state.f)) & (
-        dt <= cfg.flat_slope * -d0
-    )
+    rise = flat_rtol(cfg, state.f.dtype)
+    flat = (f_t <= state.f + rise * jnp.abs(state.f)) & (dt <= cfg.flat_slope * -d0)
     ok = finite & ((state.evaluations == 0) | armijo | flat)
-    accepted = _accept(state, f_t, g_t, cfg)
+    accepted = _accept(state, f_t, g_t, norm_t, cfg)
     backtracks = state.backtracks + 1
     rejected = state._replace(
         step=_cubic_step(state.f, d0, f_t, dt, t),

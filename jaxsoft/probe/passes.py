@@ -1,104 +1,186 @@
-"""Passes over the data in row chunks, on the device or streamed from the host.
+"""Passes over the data in row chunks sharded over a device mesh.
 
-A probe reads its training rows many times (once per solver iteration), so
-the rows live in a `Rows` source that hands out fixed-size chunks: either
-device arrays placed once (in memory) or host slices put on the device one
-chunk at a time (streamed, for features larger than ``max_device_bytes``,
-including memory-mapped ``.npy`` files). Both run the same compiled chunk
-functions in the same order, so both give the same sums.
+The exact solver reads its training rows many times (once per iteration),
+so the rows live in a `Rows` source that hands out fixed-size chunks, each
+a global array whose rows are sharded over the mesh's ``"data"`` axis
+(`jaxsoft.sharding`): either placed once (in memory) or put on the devices
+one chunk at a time (streamed, for features larger than the device budget,
+memory-mapped ``.npy`` files included). Each process reads only the rows its
+own devices hold. Both run the same compiled chunk functions in the same
+order, so both give the same sums, and XLA adds up each chunk's sums over
+the devices.
 
-One data pass evaluates every head at once: the logits of all H heads are one
-wide product ``x_chunk @ W_all`` of shapes (m, d) x (d, H q), and the
-gradient one product ``x_chunk^T G`` of shapes (d, m) x (m, H q).
-Features are standardised inside the pass, ``(x - mu) / s``, which keeps
-the float32 sums accurate for features with large offsets; the solver maps
-parameters in and out of that space (`jaxsoft.probe.basis`).
+One data pass evaluates every head at once: the logits of all H heads are
+one wide product ``x_chunk @ W_all`` of shapes (m, d) x (d, H q), and the
+gradient one product ``x_chunk^T R`` of shapes (d, m) x (m, H q). Features
+enter centred, ``x - shift`` (``shift`` is the mean of a sample of rows),
+which keeps the float32 sums accurate for features with large offsets; in
+memory they are stored centred, so a pass reads x twice and writes nothing
+of its size.
+
+Rows carry a sample weight each and a membership (m, G) in G training sets
+(cross-validation folds, or the train indices of any splitter): head h
+trains on set ``group[h]`` with weights ``w_i * member[i, group[h]]``.
+Padding rows have weight 0, label -1 and no membership.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from jaxsoft import losses
+from jaxsoft import losses, sharding
 
-__all__ = ["Chunk", "Rows", "Standardise", "grad_pass", "moments_pass", "score_pass"]
-
-NO_FOLD = -1  # a head trained on every row
+__all__ = ["Chunk", "Part", "Rows", "grad_pass", "moments_pass", "score_pass"]
 
 
 class Chunk(NamedTuple):
-    """m rows on the device: x (m, d), y (m,) int32, fold (m,) int32.
+    """m rows on the mesh (rows sharded over ``"data"``).
 
-    Padding rows (at the end of the last chunk) have fold -2: no head
-    trains on them and none scores them.
+    Attributes:
+      x: (m, d) features, centred when the `Rows` are in memory.
+      y: (m,) int32 labels; -1 marks a padding row.
+      w: (m,) sample weights in the compute dtype; 0 on padding rows.
+      member: (m, G) bool, whether the row is in each training set.
     """
 
     x: jax.Array
     y: jax.Array
-    fold: jax.Array
+    w: jax.Array
+    member: jax.Array
 
 
-PADDING = -2
+class Part(NamedTuple):
+    """One block of rows: x (n, d), y (n,), w (n,) or None, member (n, G) or None.
+
+    x may be a NumPy array, a memmap or a `jax.Array`; in several processes
+    each process passes the whole (e.g. memory-mapped) array and reads only
+    its own rows.
+    """
+
+    x: Any
+    y: Any
+    w: Any = None
+    member: Any = None
+
+
+def compute_dtype(x_dtype: Any) -> np.dtype:
+    """float64 for float64 features when JAX's x64 mode is on, else float32."""
+    if np.dtype(x_dtype) == np.float64:
+        return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+    return np.dtype(np.float32)
+
+
+def sample_mean(parts: Sequence[Part], rows: int = 4096) -> np.ndarray:
+    """The mean (d,) of the first ``rows`` rows, in float64: the centring shift."""
+    x = parts[0].x[: min(rows, parts[0].x.shape[0])]
+    return np.asarray(jax.device_get(x), np.float64).mean(0)
 
 
 class Rows:
-    """Row chunks of one or more parts (x, y[, fold]) for repeated passes.
+    """Row chunks of one or more `Part`s for repeated passes over the mesh.
 
     Args:
-      parts: ``(x, y)`` or ``(x, y, fold)`` tuples with the same width d:
-        x (n_i, d) of any numeric dtype (NumPy array, memmap or
-        `jax.Array`; bf16 stays bf16 on the device and becomes float32 in
-        the pass), y (n_i,) int labels, fold (n_i,) int fold indices for
-        cross-validation (default 0).
-      chunk_rows: rows per chunk (each part's last chunk is padded).
-      stream: keep x on the host and put one chunk at a time on the device
+      parts: `Part`s with the same width d and number of sets G.
+      mesh: the mesh (rows on its ``"data"`` axis).
+      chunk_rows: rows per chunk; rounded up to a multiple of the shards
+        (each part's last chunk is padded).
+      dtype: the compute dtype (float32 or float64).
+      shift: (d,) the centring.
+      stream: keep x on the host and put one chunk at a time on the mesh
         (the next chunk's copy starts before the current one is used).
     """
 
     def __init__(
-        self, parts: Sequence[tuple], *, chunk_rows: int, stream: bool = False
+        self,
+        parts: Sequence[Part],
+        *,
+        mesh: Mesh,
+        chunk_rows: int,
+        dtype: Any,
+        shift: np.ndarray,
+        stream: bool = False,
     ) -> None:
-        self._parts = [self._part(*p) for p in parts]
-        self.n = sum(len(p[1]) for p in self._parts)
-        self.d = int(self._parts[0][0].shape[1])
-        self.chunk_rows = max(1, min(int(chunk_rows), self.n))
+        self.mesh, self.dtype, self.stream = mesh, np.dtype(dtype), stream
+        self._parts = [self._part(p) for p in parts]
+        self.n = sum(len(p.y) for p in self._parts)
+        self.d = int(self._parts[0].x.shape[1])
+        self.num_sets = int(self._parts[0].member.shape[1])
+        shards = sharding.num_shards(mesh)
+        rows = max(1, min(int(chunk_rows), self.n))
+        self.chunk_rows = -(-rows // shards) * shards
         self._plan = [
-            (i, lo, min(lo + self.chunk_rows, len(y)))
-            for i, (_, y, _) in enumerate(self._parts)
-            for lo in range(0, len(y), self.chunk_rows)
+            (i, lo, min(lo + self.chunk_rows, len(p.y)))
+            for i, p in enumerate(self._parts)
+            for lo in range(0, len(p.y), self.chunk_rows)
         ]
-        self.stream = stream
+        self.shift = jax.device_put(
+            np.asarray(shift, self.dtype), sharding.replicated(mesh)
+        )
+        self.centred = not stream
         self._chunks = None if stream else [self._load(c) for c in self._plan]
 
-    @staticmethod
-    def _part(x, y, fold=None) -> tuple:
-        y = np.asarray(y, np.int32)
-        fold = np.zeros(len(y), np.int32) if fold is None else np.asarray(fold)
-        return x, y, fold.astype(np.int32)
+    def _part(self, part: Part) -> Part:
+        n = len(part.y)
+        w = np.ones(n, self.dtype) if part.w is None else np.asarray(part.w)
+        member = np.ones((n, 1), bool) if part.member is None else part.member
+        return Part(
+            part.x,
+            np.asarray(part.y, np.int32),
+            w.astype(self.dtype),
+            np.asarray(member, bool),
+        )
 
     def __len__(self) -> int:
         return len(self._plan)
 
+    def _place(self, a: Any, lo: int, hi: int, fill: Any, dtype: Any) -> jax.Array:
+        """Rows lo:hi of ``a`` padded to chunk_rows, sharded on "data".
+
+        Each device's rows are read by the callback for that device only, so
+        a process touches only its own rows of a memory-mapped array.
+        """
+        shape = (self.chunk_rows, *a.shape[1:])
+        layout = NamedSharding(self.mesh, P(sharding.DATA_AXIS))
+        if isinstance(a, jax.Array):
+            block = a[lo:hi].astype(dtype)
+            pad = [(0, self.chunk_rows - (hi - lo))] + [(0, 0)] * (a.ndim - 1)
+            return jax.device_put(jnp.pad(block, pad, constant_values=fill), layout)
+
+        def read(index: tuple[slice, ...]) -> np.ndarray:
+            start, stop, _ = index[0].indices(self.chunk_rows)
+            real = max(0, min(stop, hi - lo) - start)
+            out = np.full((stop - start, *a.shape[1:]), fill, dtype)
+            if real:
+                out[:real] = a[lo + start : lo + start + real]
+            return out[(slice(None), *index[1:])]
+
+        return jax.make_array_from_callback(shape, layout, read)
+
     def _load(self, where: tuple[int, int, int]) -> Chunk:
         i, lo, hi = where
-        x, y, fold = self._parts[i]
-        x, y, fold = x[lo:hi], y[lo:hi], fold[lo:hi]
-        if not isinstance(x, jax.Array):
-            x = np.asarray(x)
-            if x.dtype == np.float64:
-                x = x.astype(np.float32)
-        pad = self.chunk_rows - (hi - lo)
-        if pad:
-            xp = jnp if isinstance(x, jax.Array) else np
-            x = xp.concatenate([x, xp.zeros((pad, self.d), x.dtype)])
-            y = np.concatenate([y, np.zeros(pad, np.int32)])
-            fold = np.concatenate([fold, np.full(pad, PADDING, np.int32)])
-        return Chunk(jax.device_put(x), jax.device_put(y), jax.device_put(fold))
+        part = self._parts[i]
+        x_dtype = part.x.dtype
+        if not jnp.issubdtype(x_dtype, jnp.floating):
+            x_dtype = self.dtype
+        elif np.dtype(x_dtype).itemsize > self.dtype.itemsize:
+            x_dtype = self.dtype  # float64 features in a float32 solve
+        x = self._place(part.x, lo, hi, 0, x_dtype)
+        if self.centred:
+            x = _centre(x, self.shift, self.dtype)
+        return Chunk(
+            x,
+            self._place(part.y, lo, hi, -1, np.int32),
+            self._place(part.w, lo, hi, 0, self.dtype),
+            self._place(part.member, lo, hi, False, bool),
+        )
 
     def __iter__(self) -> Iterator[Chunk]:
         if self._chunks is not None:
@@ -112,117 +194,171 @@ class Rows:
             yield current
 
 
-class Standardise(NamedTuple):
-    """Per-feature shift and inverse scale: features enter as (x - mu) * inv_s."""
-
-    mu: jax.Array  # (d,)
-    inv_s: jax.Array  # (d,)
-
-
-def _standardised(x: jax.Array, st: Standardise) -> jax.Array:
-    return (x.astype(jnp.float32) - st.mu) * st.inv_s
-
-
 @jax.jit
-def _moments_chunk(acc, chunk: Chunk, shift: jax.Array):
-    keep = (chunk.fold != PADDING).astype(jnp.float32)[:, None]
-    xc = (chunk.x.astype(jnp.float32) - shift) * keep
-    return acc[0] + xc.sum(0), acc[1] + xc.T @ xc
+def _centre_jit(x: jax.Array, shift: jax.Array) -> jax.Array:
+    return x.astype(shift.dtype) - shift
 
 
-def moments_pass(rows: Rows) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (d,) and covariance (d, d) of the rows, as float64 NumPy arrays.
+def _centre(x: jax.Array, shift: jax.Array, dtype: Any) -> jax.Array:
+    """x - shift in the compute dtype (narrower floats keep their dtype)."""
+    if np.dtype(x.dtype).itemsize < np.dtype(dtype).itemsize:
+        return x  # bf16 / f16 stay small on the device, centred in the pass
+    return _centre_jit(x, shift)
 
-    Accumulated in float32 around the first chunk's mean (which keeps large
-    offsets out of the products); accurate enough for a preconditioner.
+
+class Moments(NamedTuple):
+    """Weighted moments of the rows about ``shift`` (float64, on the host).
+
+    Attributes:
+      total: sum of the weights.
+      mean: (d,) weighted mean of x - shift.
+      second: (d, d) weighted covariance, or (d,) variances when diagonal.
     """
-    shift = None
-    acc = (jnp.zeros(rows.d), jnp.zeros((rows.d, rows.d)))
+
+    total: float
+    mean: np.ndarray
+    second: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnames=("diagonal", "centred"))
+def _moments_chunk(acc, chunk: Chunk, shift, *, diagonal: bool, centred: bool):
+    dt = shift.dtype
+    xc = chunk.x if centred else chunk.x.astype(dt) - shift
+    xc = xc.astype(dt)
+    w = chunk.w
+    wx = xc * w[:, None]
+    second = jnp.sum(wx * xc, axis=0) if diagonal else wx.T @ xc
+    return acc[0] + w.sum(), acc[1] + wx.sum(0), acc[2] + second
+
+
+def moments_pass(rows: Rows, *, diagonal: bool) -> Moments:
+    """Weighted mean and covariance (or variances) of the rows about the shift."""
+    dt = rows.dtype
+    d = rows.d
+    second = jnp.zeros((d,) if diagonal else (d, d), dt)
+    acc = sharding.replicate((jnp.zeros((), dt), jnp.zeros(d, dt), second), rows.mesh)
+    centred = rows.centred
     for chunk in rows:
-        if shift is None:
-            keep = np.asarray(chunk.fold) != PADDING
-            shift = jnp.asarray(
-                np.asarray(chunk.x, np.float32)[keep].mean(0), jnp.float32
-            )
-        acc = _moments_chunk(acc, chunk, shift)
-    s1, s2 = (np.asarray(a, np.float64) for a in acc)
-    m1 = s1 / rows.n
-    mean = np.asarray(shift, np.float64) + m1
-    return mean, s2 / rows.n - np.outer(m1, m1)
+        acc = _moments_chunk(
+            acc,
+            chunk,
+            rows.shift,
+            diagonal=diagonal,
+            centred=centred and chunk.x.dtype == dt,
+        )
+    total, s1, s2 = (np.asarray(sharding.to_host(a), np.float64) for a in acc)
+    m1 = s1 / total
+    centre = s2 / total - (m1 * m1 if diagonal else np.outer(m1, m1))
+    return Moments(float(total), m1, centre)
 
 
-def _head_logits(xs: jax.Array, Wt: jax.Array, c: jax.Array) -> jax.Array:
-    """(m, d) standardised rows, heads Wt (H, d, q), c (H, q) -> (m, H, q)."""
-    H, d, q = Wt.shape
-    wide = jnp.transpose(Wt, (1, 0, 2)).reshape(d, H * q)
-    return (xs @ wide).reshape(-1, H, q) + c
+def _head_logits(x: jax.Array, W: jax.Array, c: jax.Array) -> jax.Array:
+    """(m, d) centred rows, heads W (H, d, q), c (H, q) -> (m, H, q)."""
+    H, d, q = W.shape
+    wide = jnp.transpose(W, (1, 0, 2)).reshape(d, H * q)
+    return (x @ wide).reshape(-1, H, q) + c
 
 
-@jax.jit
-def _grad_chunk(acc, chunk: Chunk, Wt, c, held, st: Standardise):
-    """Adds one chunk's cross-entropy sums and gradients to ``acc``."""
-    H, d, q = Wt.shape
-    xs = _standardised(chunk.x, st)
-    o = _head_logits(xs, Wt, c)
-    weight = (
-        (chunk.fold[:, None] != held[None, :]) & (chunk.fold[:, None] != PADDING)
-    ).astype(jnp.float32)  # (m, H): rows each head trains on
+@functools.partial(jax.jit, static_argnames="centred")
+def _grad_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
+    """Adds one chunk's weighted cross-entropy sums and gradients to ``acc``."""
+    H, d, q = W.shape
+    x = chunk.x if centred else chunk.x.astype(shift.dtype) - shift
+    o = _head_logits(x, W, c)
+    weight = chunk.w[:, None] * chunk.member[:, group]  # (m, H)
     log_p = losses.log_softmax(o)
-    y = chunk.y[:, None, None]
+    y = jnp.maximum(chunk.y, 0)[:, None, None]
     ce = -jnp.take_along_axis(log_p, y, axis=-1)[..., 0]  # (m, H)
-    resid = jnp.exp(log_p) - (jnp.arange(q) == y)  # softmax - one-hot
-    resid = resid * weight[..., None]
-    g_wide = xs.T @ resid.reshape(-1, H * q)  # (d, H q)
+    ce = jnp.where(weight > 0, ce, 0.0)
+    resid = (jnp.exp(log_p) - (jnp.arange(q) == y)) * weight[..., None]
+    g_wide = jnp.einsum("md,mk->dk", x, resid.reshape(-1, H * q))  # (d, H q)
     gW = jnp.transpose(g_wide.reshape(d, H, q), (1, 0, 2))
     return acc[0] + (ce * weight).sum(0), acc[1] + gW, acc[2] + resid.sum(0)
 
 
 @jax.jit
-def _grad_zeros(Wt: jax.Array, c: jax.Array):
-    return jnp.zeros(Wt.shape[0]), jnp.zeros_like(Wt), jnp.zeros_like(c)
+def _grad_zeros(W: jax.Array, c: jax.Array):
+    return jnp.zeros(W.shape[0], W.dtype), jnp.zeros_like(W), jnp.zeros_like(c)
 
 
 def grad_pass(
-    rows: Rows, Wt: jax.Array, c: jax.Array, held: jax.Array, st: Standardise
+    rows: Rows, W: jax.Array, c: jax.Array, group: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Summed cross-entropy (H,) and its gradients w.r.t. Wt (H, d, q), c (H, q).
+    """Weighted cross-entropy sums (H,) and their gradients w.r.t. W, c.
 
-    Head h trains on the rows whose fold differs from ``held[h]`` (-1: all).
-    Sums, not means: the caller divides by each head's row count.
+    Head h's logits are ``(x - shift) W[h] + c[h]`` and it trains on the
+    rows of set ``group[h]``. Sums, not means: the caller divides by each
+    head's total weight.
     """
-    acc = _grad_zeros(Wt, c)
+    acc = _grad_zeros(W, c)
     for chunk in rows:
-        acc = _grad_chunk(acc, chunk, Wt, c, held, st)
+        acc = _grad_chunk(
+            acc,
+            chunk,
+            W,
+            c,
+            group,
+            rows.shift,
+            centred=rows.centred and chunk.x.dtype == rows.dtype,
+        )
     return acc
 
 
-@jax.jit
-def _score_chunk(acc, chunk: Chunk, W, b):
-    """Adds one chunk's top-1 and top-5 hits per fold and head."""
-    o = _head_logits(chunk.x.astype(jnp.float32), W, b)  # (m, H, q)
+class Scores(NamedTuple):
+    """Weighted top-1 and top-5 hits of each head (H,), with their weights.
+
+    ``inside`` counts the rows of the head's set, ``outside`` the real rows
+    outside it (a fold's held-out rows).
+    """
+
+    top1_inside: np.ndarray
+    top5_inside: np.ndarray
+    weight_inside: np.ndarray
+    top1_outside: np.ndarray
+    top5_outside: np.ndarray
+    weight_outside: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnames="centred")
+def _score_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
+    x = chunk.x if centred else chunk.x.astype(shift.dtype) - shift
+    o = _head_logits(x, W, c)  # (m, H, q)
     k = min(5, o.shape[-1])
-    target = jnp.take_along_axis(o, chunk.y[:, None, None], axis=-1)
+    y = jnp.maximum(chunk.y, 0)[:, None, None]
+    target = jnp.take_along_axis(o, y, axis=-1)
     rank = jnp.sum(o > target, axis=-1)  # classes scored strictly higher
-    top1 = (rank == 0).astype(jnp.float32)
-    topk = (rank < k).astype(jnp.float32)
-    folds = acc[2].shape[0]
-    member = (chunk.fold[:, None] == jnp.arange(folds)[None, :]).astype(jnp.float32)
-    return acc[0] + member.T @ top1, acc[1] + member.T @ topk, acc[2] + member.sum(0)
+    top1 = (rank == 0).astype(o.dtype)
+    topk = (rank < k).astype(o.dtype)
+    inside = chunk.member[:, group]
+    real = (chunk.y >= 0)[:, None]
+    w_in = jnp.where(inside, chunk.w[:, None], 0.0)
+    w_out = jnp.where(real & ~inside, chunk.w[:, None], 0.0)
+    new = (
+        (top1 * w_in).sum(0),
+        (topk * w_in).sum(0),
+        w_in.sum(0),
+        (top1 * w_out).sum(0),
+        (topk * w_out).sum(0),
+        w_out.sum(0),
+    )
+    return tuple(a + b for a, b in zip(acc, new, strict=True))
 
 
-def score_pass(
-    rows: Rows, W: jax.Array, b: jax.Array, num_folds: int = 1
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-1 and top-5 hits of heads W (H, d, q), b (H, q) on raw features.
+def score_pass(rows: Rows, W: jax.Array, c: jax.Array, group: jax.Array) -> Scores:
+    """Weighted top-1 / top-5 hits of heads (W (H, d, q), c (H, q)) on the rows.
 
-    Returns:
-      ``(top1, top5, count)``: hits (num_folds, H) counted over the rows of
-      each fold (without folds every row is fold 0) and rows per fold
-      (num_folds,). The true class tied with another counts as a hit.
+    The true class tied with another counts as a hit.
     """
     H = W.shape[0]
-    acc = (jnp.zeros((num_folds, H)), jnp.zeros((num_folds, H)), jnp.zeros(num_folds))
+    acc = sharding.replicate(tuple(jnp.zeros(H, W.dtype) for _ in range(6)), rows.mesh)
     for chunk in rows:
-        acc = _score_chunk(acc, chunk, W, b)
-    top1, top5, count = (np.asarray(a, np.float64) for a in acc)
-    return top1, top5, count
+        acc = _score_chunk(
+            acc,
+            chunk,
+            W,
+            c,
+            group,
+            rows.shift,
+            centred=rows.centred and chunk.x.dtype == rows.dtype,
+        )
+    return Scores(*(np.asarray(sharding.to_host(a), np.float64) for a in acc))

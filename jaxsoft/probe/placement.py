@@ -1,9 +1,10 @@
-"""Where a probe's rows live: on the device, or streamed through it in chunks.
+"""Where a probe's rows live: on the mesh, or streamed through it in chunks.
 
-Features stay in device memory when they fit within ``max_device_bytes``
-(by default half the device's memory, or a quarter of host RAM on CPU);
-larger ones are streamed from the host, one chunk per step. The chunk size
-bounds the per-chunk buffers of all heads together, (rows x heads x
+Rows are sharded over the mesh's "data" axis (`jaxsoft.sharding`). Features
+stay in device memory when each device's share fits within
+``max_device_bytes`` (by default half the device's memory, or a quarter of
+host RAM on CPU); larger ones are streamed from the host, one chunk per
+step. The chunk size bounds the per-chunk buffers of all heads together, (rows x heads x
 classes): about 4 MB on CPU, where small buffers stay in cache, and
 128 MB on accelerators.
 """
@@ -16,9 +17,11 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
+from jaxsoft import sharding
 from jaxsoft.probe.features import ProbeInputError
-from jaxsoft.probe.passes import Rows
+from jaxsoft.probe.passes import Part, Rows
 
 __all__ = ["device_budget", "make_rows"]
 
@@ -43,9 +46,11 @@ def device_budget(max_device_bytes: int | None) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
 
 
-def device_bytes(x: Any) -> int:
-    """Bytes x takes on the device (float64 is stored as float32)."""
-    itemsize = min(np.dtype(x.dtype).itemsize, 4)
+def device_bytes(x: Any, dtype: Any) -> int:
+    """Bytes x takes on the devices, all together, in a solve of ``dtype``."""
+    itemsize = np.dtype(x.dtype).itemsize
+    if not np.issubdtype(np.dtype(x.dtype), np.floating) or itemsize > 4:
+        itemsize = np.dtype(dtype).itemsize
     return int(x.shape[0]) * int(x.shape[1]) * itemsize
 
 
@@ -62,7 +67,23 @@ def chunk_rows(num_heads: int, num_classes: int, requested: int | None) -> int:
     return max(64, min(1 << 16, elements // max(1, num_heads * num_classes)))
 
 
-def make_rows(parts: Sequence[tuple], *, budget: int, rows_per_chunk: int) -> Rows:
-    """`Rows` over ``parts``, streamed when their features exceed ``budget``."""
-    total = sum(device_bytes(p[0]) for p in parts)
-    return Rows(parts, chunk_rows=rows_per_chunk, stream=total > budget)
+def make_rows(
+    parts: Sequence[Part],
+    *,
+    mesh: Mesh,
+    budget: int,
+    rows_per_chunk: int,
+    dtype: Any,
+    shift: np.ndarray,
+) -> Rows:
+    """`Rows` over ``parts``, streamed when a device's share exceeds ``budget``."""
+    total = sum(device_bytes(p.x, dtype) for p in parts)
+    share = total // sharding.num_shards(mesh)
+    return Rows(
+        parts,
+        mesh=mesh,
+        chunk_rows=rows_per_chunk,
+        dtype=dtype,
+        shift=shift,
+        stream=share > budget,
+    )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import numpy as np
+from jax.sharding import Mesh
 
-from jaxsoft import model
-from jaxsoft.probe import placement
+from jaxsoft import model, sharding
+from jaxsoft.probe import engine, placement
 from jaxsoft.probe.features import validate_features
-from jaxsoft.probe.passes import score_pass
+from jaxsoft.probe.passes import Part, compute_dtype, score_pass
 
 __all__ = ["score"]
 
@@ -23,6 +25,8 @@ def score(
     max_device_bytes: int | None = None,
     chunk_rows: int | None = None,
     check: bool = True,
+    sample_weight: Any = None,
+    mesh: Mesh | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and top-5 accuracy of each head, each (H,).
 
@@ -35,6 +39,9 @@ def score(
       chunk_rows: rows per chunk (default: sized for the heads' buffers).
       check: validate the split first (False only for one already
         validated with `validate_features`).
+      sample_weight: weights (n,) of the rows (None: all 1): weighted
+        accuracies.
+      mesh: a mesh with a "data" axis (None: every device).
 
     Returns:
       ``(accuracy, top5)``; top-5 counts the true class among the 5 highest
@@ -46,10 +53,17 @@ def score(
     H, d, q = heads.W.shape
     if check:
         x, y = validate_features(x, y, num_classes=q, num_features=d, split=split)
+    w = engine.checked_weight(sample_weight, len(y), split)
+    mesh = sharding.resolve_mesh(mesh)
     rows = placement.make_rows(
-        [(x, y)],
+        [Part(x, np.asarray(jax.device_get(y)), w)],
+        mesh=mesh,
         budget=placement.device_budget(max_device_bytes),
         rows_per_chunk=placement.chunk_rows(H, q, chunk_rows),
+        dtype=compute_dtype(x.dtype),
+        shift=np.zeros(d),
     )
-    top1, top5, count = score_pass(rows, heads.W, heads.b)
-    return top1[0] / count[0], top5[0] / count[0]
+    W, b = sharding.replicate((heads.W, heads.b), mesh)
+    group = sharding.replicate(np.zeros(H, np.int32), mesh)
+    sc = score_pass(rows, W, b, group)
+    return sc.top1_inside / sc.weight_inside, sc.top5_inside / sc.weight_inside

@@ -1,12 +1,12 @@
 """Solving many heads together: one data pass per iteration for every head.
 
 `solve_heads` keeps every head's L-BFGS state (`jaxsoft.probe.lbfgs`) on the
-device and loops on the host: gather the heads still running, evaluate all of
-them in one pass over the rows (`jaxsoft.probe.passes.grad_pass`), advance
-each head. Finished heads stop changing and leave the pass: the running heads
-are packed into a batch whose size is the next power of two (so at most
-log2(H) + 1 shapes are compiled), which keeps the work proportional to the
-heads still running.
+mesh (replicated) and loops on the host: gather the heads still running,
+evaluate all of them in one pass over the rows
+(`jaxsoft.probe.passes.grad_pass`), advance each head. Finished heads stop
+changing and leave the pass: the running heads are packed into a batch
+whose size is the next power of two (so at most log2(H) + 1 shapes are
+compiled), which keeps the work proportional to the heads still running.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsoft import sharding
 from jaxsoft.probe import basis as basis_lib
 from jaxsoft.probe import lbfgs
 from jaxsoft.probe.passes import Rows, grad_pass
@@ -30,13 +31,13 @@ class Heads(NamedTuple):
     """What distinguishes the heads solved together, each (H,).
 
     Attributes:
-      l2: strengths (float32).
-      held: the fold each head leaves out (-1: none; it trains on every row).
-      count: the number of rows each head trains on (float32).
+      l2: strengths (compute dtype).
+      group: the training set of each head (an index into the rows' sets).
+      count: each head's total training weight (compute dtype).
     """
 
     l2: jax.Array
-    held: jax.Array
+    group: jax.Array
     count: jax.Array
 
 
@@ -57,13 +58,13 @@ def _bucket(active: np.ndarray, total: int) -> np.ndarray:
 
 @jax.jit
 def _prepare(basis, heads: Heads, state: lbfgs.HeadState, idx: jax.Array):
-    """Pass coordinates Wt (B, d, q), c (B, q) and held-out folds of ``idx``."""
+    """Pass coordinates W (B, d, q), c_s (B, q) and training sets of ``idx``."""
     sub = jax.tree.map(lambda a: a[idx], state)
     theta = jax.vmap(lbfgs.trial)(sub)
-    Wt, c = jax.vmap(basis_lib.to_pass, in_axes=(None, 0, 0))(
+    W, c = jax.vmap(basis_lib.to_pass, in_axes=(None, 0, 0))(
         basis, theta, heads.l2[idx]
     )
-    return Wt, c, heads.held[idx]
+    return W, c, heads.group[idx]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -78,11 +79,14 @@ def _spread(total: int, idx: jax.Array, sums):
 def _update(basis, heads: Heads, state, sums, cfg: lbfgs.Settings):
     """Advances every head with a pass's sums (heads already done stay put)."""
 
-    def one(s, ce, gWt, gc, l2, count):
+    def one(s, ce, gW, gc, l2, count):
         theta = lbfgs.trial(s)
+        gW, gc = gW / count, gc / count
         f = ce / count + basis_lib.penalty(basis, theta, l2)
-        g = basis_lib.to_solver_grad(basis, theta, gWt / count, gc / count, l2)
-        return lbfgs.advance(s, f, g, cfg)
+        g = basis_lib.to_solver_grad(basis, theta, gW, gc, l2)
+        largest, l2_norm = basis_lib.raw_grad_norms(basis, theta, gW, gc, l2)
+        norm = largest if cfg.gtol_norm == "max" else l2_norm
+        return lbfgs.advance(s, f, g, norm, cfg)
 
     return jax.vmap(one)(state, *sums, heads.l2, heads.count)
 
@@ -103,10 +107,10 @@ def solve_heads(
     """Solves every head from ``theta0`` (H, P); returns the final states.
 
     Args:
-      rows: the training rows (with fold indices for cross-validation).
-      basis: the change of variables (`jaxsoft.probe.basis`).
-      heads: each head's strength, held-out fold and row count.
-      theta0: starting points in solver coordinates, (H, P).
+      rows: the training rows (with their sets, for cross-validation).
+      basis: the change of variables (`jaxsoft.probe.basis`), replicated.
+      heads: each head's strength, training set and total weight.
+      theta0: starting points in solver coordinates, (H, P), replicated.
       cfg: L-BFGS settings.
       progress: called after every pass.
 
@@ -116,14 +120,15 @@ def solve_heads(
     state = _init(theta0, cfg.memory)
     total, passes = theta0.shape[0], 0
     while True:
-        done = np.asarray(state.done)
+        done = sharding.to_host(state.done)
         active = np.flatnonzero(~done)
         if active.size == 0:
             return state
-        idx = jnp.asarray(_bucket(active, total))
-        Wt, c, held = _prepare(basis, heads, state, idx)
-        sums = _spread(total, idx, grad_pass(rows, Wt, c, held, basis.st))
+        idx = sharding.replicate(_bucket(active, total).astype(np.int32), rows.mesh)
+        W, c, group = _prepare(basis, heads, state, idx)
+        sums = _spread(total, idx, grad_pass(rows, W, c, group))
         state = _update(basis, heads, state, sums, cfg)
         passes += 1
         if progress is not None:
-            progress(Progress(passes, active.size, total, np.asarray(state.iterations)))
+            iterations = sharding.to_host(state.iterations)
+            progress(Progress(passes, active.size, total, iterations))

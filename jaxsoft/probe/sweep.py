@@ -16,15 +16,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
-from jaxsoft import model, validation
-from jaxsoft.probe import basis as basis_lib
-from jaxsoft.probe import lbfgs, placement
+from jaxsoft import model, sharding
+from jaxsoft.probe import engine, placement
+from jaxsoft.probe.engine import check_l2
 from jaxsoft.probe.features import ProbeInputError, validate_features
-from jaxsoft.probe.passes import NO_FOLD, moments_pass, score_pass
-from jaxsoft.probe.solver import Heads, Progress, solve_heads
+from jaxsoft.probe.passes import Part, Scores, score_pass
+from jaxsoft.probe.solver import Progress
 
-__all__ = ["DEFAULT_L2", "SweepResult", "sweep"]
+__all__ = ["DEFAULT_L2", "SweepResult", "check_l2", "sweep"]
 
 DEFAULT_L2 = tuple(float(v) for v in np.geomspace(1e-6, 1e-1, 8))
 
@@ -69,18 +70,6 @@ class SweepResult(NamedTuple):
     refit_objective: float | None = None
 
 
-def check_l2(l2: Any) -> np.ndarray:
-    """The strengths as a float64 array (H,), each finite and > 0."""
-    values = np.atleast_1d(np.asarray(l2, dtype=object))
-    if values.ndim != 1 or values.size == 0:
-        raise ProbeInputError("l2 must list at least one strength, e.g. 1e-6 1e-4.")
-    for value in values:
-        ok = isinstance(value, (int, float, np.integer, np.floating))
-        if not ok or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
-            raise ProbeInputError(f"l2 strengths must be numbers > 0, got {value!r}.")
-    return values.astype(np.float64)
-
-
 def choose(accuracy: np.ndarray, l2: np.ndarray) -> int:
     """The index of the highest accuracy; among ties, the largest l2."""
     tied = np.flatnonzero(accuracy == accuracy.max())
@@ -96,73 +85,44 @@ def _fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
-def _start(basis: basis_lib.Basis, y: np.ndarray, q: int, H: int) -> jax.Array:
-    """Starting points (H, P): W = 0 and the intercept at the class log-priors."""
-    prior = np.bincount(y, minlength=q)[:q] + 0.5
-    c = np.log(prior / prior.sum())
-    theta = np.zeros((H, basis.V.shape[0] * q + q), np.float32)
-    theta[:, -q:] = (c - c.mean()) * np.sqrt(float(basis.alpha))
-    return jnp.asarray(theta)
-
-
-def _to_params(
-    basis: basis_lib.Basis, theta: jax.Array, l2: np.ndarray
-) -> model.Params:
-    """Solver coordinates (H, P) -> `Params` W (H, d, q), b (H, q)."""
-    return _to_params_jit(basis, theta, jnp.asarray(l2, jnp.float32))
-
-
-@jax.jit
-def _to_params_jit(basis, theta, l2):
-    return jax.vmap(basis_lib.to_params, in_axes=(None, 0, 0))(basis, theta, l2)
-
-
 class _Setup(NamedTuple):
     x: Any
     y: np.ndarray
+    w: np.ndarray | None
     x_val: Any
     y_val: Any
+    w_val: np.ndarray | None
     q: int
     budget: int
+    mesh: Mesh
 
 
-def _validated(x, y, x_val, y_val, num_classes, max_device_bytes) -> _Setup:
-    y_host = np.asarray(y)
+def _validated(
+    x, y, x_val, y_val, num_classes, max_device_bytes, sample_weight, val_weight, mesh
+) -> _Setup:
     if num_classes is None:
-        if y_host.ndim != 1 or y_host.size == 0 or y_host.dtype.kind not in "iu":
-            num_classes = 2  # validate_split reports what is wrong with y
-        else:
-            num_classes = max(2, int(y_host.max()) + 1)
+        num_classes = engine.default_num_classes(y)
     d = x.shape[1] if getattr(x, "ndim", 0) == 2 else None
     x, y = validate_features(
         x, y, num_classes=num_classes, num_features=None, split="train"
     )
+    y = np.asarray(jax.device_get(y), np.int32)
+    w = engine.checked_weight(sample_weight, len(y), "train")
     if (x_val is None) != (y_val is None):
         raise ProbeInputError("give both x_val and y_val, or neither.")
+    w_val = None
     if x_val is not None:
         x_val, y_val = validate_features(
             x_val, y_val, num_classes=num_classes, num_features=d, split="val"
         )
+        y_val = np.asarray(jax.device_get(y_val), np.int32)
+        w_val = engine.checked_weight(val_weight, len(y_val), "val")
+    elif val_weight is not None:
+        raise ProbeInputError("val_sample_weight needs x_val and y_val.")
     budget = placement.device_budget(max_device_bytes)
-    return _Setup(x, np.asarray(y, np.int32), x_val, y_val, num_classes, budget)
-
-
-def _settings(rtol: Any, max_iter: Any) -> lbfgs.Settings:
-    try:
-        rtol = validation.positive_float("rtol", rtol)
-        max_iter = validation.positive_int("max_iter", max_iter)
-    except ValueError as err:
-        raise ProbeInputError(str(err)) from None
-    return lbfgs.Settings(rtol=rtol, max_iter=max_iter)
-
-
-def _solve(rows, basis, l2, held, count, theta0, cfg, progress) -> lbfgs.HeadState:
-    heads = Heads(
-        l2=jnp.asarray(l2, jnp.float32),
-        held=jnp.asarray(held, jnp.int32),
-        count=jnp.asarray(count, jnp.float32),
+    return _Setup(
+        x, y, w, x_val, y_val, w_val, num_classes, budget, sharding.resolve_mesh(mesh)
     )
-    return solve_heads(rows, basis, heads, theta0, cfg, progress)
 
 
 def _check_folds(folds: Any, n: int) -> int:
@@ -175,25 +135,44 @@ def _check_folds(folds: Any, n: int) -> int:
     return int(folds)
 
 
-def _refit(s: _Setup, basis, l2: float, start: model.Params, cfg, chunk, progress):
+def _pass_heads(problem: engine.Problem, heads: model.Params):
+    """Raw heads (H, d, q), (H, q) -> the passes' (W, c_s) on the mesh."""
+    shift = problem.basis.shift
+    return heads.W, heads.b + jnp.einsum("d,hdq->hq", shift, heads.W)
+
+
+def _refit(s: _Setup, fit: _Fit, l2: float, start: model.Params, cfg, progress):
     """The head of strength l2 solved on train + validation, from ``start``."""
-    parts = [(s.x, s.y), (s.x_val, s.y_val)]
+    parts = [Part(s.x, s.y, s.w), Part(s.x_val, s.y_val, s.w_val)]
+    old = fit.problem
     rows = placement.make_rows(
-        parts, budget=s.budget, rows_per_chunk=placement.chunk_rows(1, s.q, chunk)
+        parts,
+        mesh=s.mesh,
+        budget=s.budget,
+        rows_per_chunk=fit.chunk,
+        dtype=old.dtype,
+        shift=np.asarray(sharding.to_host(old.basis.shift), np.float64),
     )
-    theta0 = jax.jit(basis_lib.from_params)(basis, start, jnp.float32(l2))[None]
-    state = _solve(rows, basis, [l2], [NO_FOLD], [rows.n], theta0, cfg, progress)
-    params = _to_params(basis, state.theta, np.array([l2]))
-    return model.Params(params.W[0], params.b[0]), float(state.f[0])
+    problem = old._replace(rows=rows)
+    theta0 = engine.params_start(
+        problem, model.Params(start.W[None], start.b[None]), np.array([l2])
+    )
+    total = sum(float(np.sum(w)) if w is not None else len(y) for _, y, w, _ in parts)
+    state = engine.run(
+        problem, np.array([l2]), np.array([0]), np.array([total]), theta0, cfg, progress
+    )
+    params = engine.to_params(problem, state.theta, np.array([l2]))
+    W, b = sharding.to_host(params.W), sharding.to_host(params.b)
+    return model.Params(W[0], b[0]), float(sharding.to_host(state.f)[0])
 
 
-def _cv_scores(top1, top5, count, H: int, folds: int):
+def _cv_scores(sc: Scores, H: int, folds: int):
     """CV accuracy per strength: head (fold f, strength h) on fold f's rows."""
-    idx = (np.arange(folds)[:, None] + 1) * H + np.arange(H)[None, :]
-    hits1 = np.take_along_axis(top1, idx, axis=1)  # (folds, H)
-    hits5 = np.take_along_axis(top5, idx, axis=1)
-    n = count.sum()
-    return hits1 / count[:, None], hits1.sum(0) / n, hits5.sum(0) / n
+    hits1 = sc.top1_outside[H:].reshape(folds, H)
+    hits5 = sc.top5_outside[H:].reshape(folds, H)
+    weight = sc.weight_outside[H:].reshape(folds, H)
+    total = weight.sum(0)
+    return hits1 / weight, hits1.sum(0) / total, hits5.sum(0) / total
 
 
 def sweep(
@@ -212,12 +191,17 @@ def sweep(
     chunk_rows: int | None = None,
     seed: int = 0,
     progress: Callable[[Progress], None] | None = None,
+    sample_weight: Any = None,
+    val_sample_weight: Any = None,
+    mesh: Mesh | None = None,
 ) -> SweepResult:
     """Solves a softmax-regression head for every L2 strength; picks one.
 
-    Each head minimises ``jaxsoft.loss(params, x_train, y_train, l2)``
-    (scikit-learn's ``LogisticRegression(C=1 / (l2 * n))``) until its
-    estimated objective gap is at most ``rtol`` times the objective.
+    Each head minimises ``jaxsoft.loss(params, x_train, y_train, l2,
+    sample_weight=w)`` (scikit-learn's ``LogisticRegression(C=1 / (l2 *
+    sum(w)))`` with ``sample_weight=w``) until its estimated objective gap is
+    at most ``rtol`` times the objective; all heads are solved together by
+    `jaxsoft.probe.solve`'s engine, on every device by default.
 
     Args:
       x_train: features (n, d): NumPy (memmaps too) or JAX; any float
@@ -238,6 +222,11 @@ def sweep(
       chunk_rows: rows per chunk (default: sized for the heads' buffers).
       seed: seed of the fold assignment.
       progress: called with a `Progress` after every data pass.
+      sample_weight: training weights (n,) >= 0 (None: all 1); the scores
+        (train, cross-validated) are weighted by them too.
+      val_sample_weight: weights of the validation rows, for its scores.
+      mesh: a `jax.sharding.Mesh` with a "data" axis, or None for every
+        device: the row chunks are sharded over it.
 
     Returns:
       A `SweepResult`.
@@ -258,37 +247,45 @@ def sweep(
       ((2, 4, 3), (4, 3), True)
     """
     l2 = check_l2(l2)
-    cfg = _settings(rtol, max_iter)
-    s = _validated(x_train, y_train, x_val, y_val, num_classes, max_device_bytes)
+    cfg = engine.settings(rtol, None, "max", max_iter)
+    s = _validated(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        num_classes,
+        max_device_bytes,
+        sample_weight,
+        val_sample_weight,
+        mesh,
+    )
     cv = s.x_val is None
     folds = _check_folds(folds, len(s.y)) if cv else 1
     fit = _fit_heads(s, l2, folds, seed, cfg, chunk_rows, progress)
-    H, n = len(l2), len(s.y)
+    H = len(l2)
     heads = model.Params(fit.every.W[:H], fit.every.b[:H])
     fold_accuracy = None
     if cv:
-        fold_accuracy, val_acc, val_top5 = _cv_scores(*fit.scores, H, folds)
+        fold_accuracy, val_acc, val_top5 = _cv_scores(fit.scores, H, folds)
     else:
-        val_acc, val_top5 = _val_scores(s, heads, fit.chunk)
+        val_acc, val_top5 = _val_scores(s, fit, heads)
     best = choose(val_acc, l2)
     params, refit_objective = model.Params(heads.W[best], heads.b[best]), None
     if refit and not cv:
-        params, refit_objective = _refit(
-            s, fit.basis, float(l2[best]), params, cfg, chunk_rows, progress
-        )
-    top1, top5, _ = fit.scores
+        params, refit_objective = _refit(s, fit, float(l2[best]), params, cfg, progress)
+    sc = fit.scores
     return SweepResult(
         l2=l2,
-        objective=np.asarray(fit.state.f[:H], np.float64),
+        objective=fit.objective[:H],
         val_accuracy=val_acc,
         best=best,
         params=params,
         heads=heads,
-        iterations=np.asarray(fit.state.iterations[:H]),
-        converged=np.asarray(fit.state.converged[:H]),
-        passes=np.asarray(fit.state.evaluations[:H]),
-        train_accuracy=top1[:, :H].sum(0) / n,
-        train_top5=top5[:, :H].sum(0) / n,
+        iterations=fit.iterations[:H],
+        converged=fit.converged[:H],
+        passes=fit.passes[:H],
+        train_accuracy=sc.top1_inside[:H] / sc.weight_inside[:H],
+        train_top5=sc.top5_inside[:H] / sc.weight_inside[:H],
         val_top5=val_top5,
         selection=f"{folds}-fold cross-validation" if cv else "validation",
         fold_accuracy=fold_accuracy,
@@ -297,36 +294,64 @@ def sweep(
 
 
 class _Fit(NamedTuple):
-    basis: basis_lib.Basis
-    state: lbfgs.HeadState  # (G H,): the full-data heads first, then each fold's
-    every: model.Params  # the same heads as Params
-    scores: tuple[np.ndarray, np.ndarray, np.ndarray]  # score_pass on train
+    problem: engine.Problem
+    objective: np.ndarray  # (G H,): the full-data heads first, then each fold's
+    iterations: np.ndarray
+    converged: np.ndarray
+    passes: np.ndarray
+    every: model.Params  # every head, NumPy: W (G H, d, q), b (G H, q)
+    scores: Scores  # score_pass on the training rows
     chunk: int
 
 
 def _fit_heads(s: _Setup, l2, folds: int, seed: int, cfg, chunk_rows, progress):
     """Solves every strength on all rows, and (folds > 1) without each fold."""
     n, H = len(s.y), len(l2)
-    fold = _fold_ids(s.y, folds, seed) if folds > 1 else np.zeros(n, np.int32)
-    groups = np.array([NO_FOLD] + (list(range(folds)) if folds > 1 else []))
-    held, l2_all = np.repeat(groups, H), np.tile(l2, len(groups))
-    per_fold = np.bincount(fold, minlength=folds)
-    count = n - np.where(held >= 0, per_fold[np.maximum(held, 0)], 0)
-    chunk = placement.chunk_rows(len(held), s.q, chunk_rows)
-    rows = placement.make_rows(
-        [(s.x, s.y, fold)], budget=s.budget, rows_per_chunk=chunk
+    member = np.ones((n, 1), bool)
+    if folds > 1:
+        fold = _fold_ids(s.y, folds, seed)
+        member = np.concatenate([member, fold[:, None] != np.arange(folds)], 1)
+    G = member.shape[1]
+    l2_all, group = np.tile(l2, G), np.repeat(np.arange(G), H)
+    count = member.T.astype(np.float64) @ (np.ones(n) if s.w is None else s.w)
+    chunk = placement.chunk_rows(G * H, s.q, chunk_rows)
+    problem = engine.prepare(
+        [Part(s.x, s.y, s.w, member)],
+        s.q,
+        mesh=s.mesh,
+        budget=s.budget,
+        chunk_rows=chunk,
     )
-    basis = basis_lib.make_basis(*moments_pass(rows), s.q)
-    theta0 = _start(basis, s.y, s.q, len(held))
-    state = _solve(rows, basis, l2_all, held, count, theta0, cfg, progress)
-    every = _to_params(basis, state.theta, l2_all)
-    scores = score_pass(rows, every.W, every.b, folds)
-    return _Fit(basis, state, every, scores, chunk)
+    theta0 = engine.prior_start(problem, s.y, s.w, G * H, True)
+    state = engine.run(problem, l2_all, group, count[group], theta0, cfg, progress)
+    every = engine.to_params(problem, state.theta, l2_all)
+    group_dev = sharding.replicate(group.astype(np.int32), s.mesh)
+    scores = score_pass(problem.rows, *_pass_heads(problem, every), group_dev)
+    host = sharding.to_host
+    return _Fit(
+        problem,
+        host(state.f).astype(np.float64),
+        host(state.iterations),
+        host(state.converged),
+        host(state.evaluations),
+        model.Params(host(every.W), host(every.b)),
+        scores,
+        chunk,
+    )
 
 
-def _val_scores(s: _Setup, heads: model.Params, chunk: int):
+def _val_scores(s: _Setup, fit: _Fit, heads: model.Params):
+    """Validation accuracy and top-5 (H,) of the full-data heads."""
+    problem = fit.problem
     rows = placement.make_rows(
-        [(s.x_val, s.y_val)], budget=s.budget, rows_per_chunk=chunk
+        [Part(s.x_val, s.y_val, s.w_val)],
+        mesh=s.mesh,
+        budget=s.budget,
+        rows_per_chunk=fit.chunk,
+        dtype=problem.dtype,
+        shift=np.asarray(sharding.to_host(problem.basis.shift), np.float64),
     )
-    top1, top5, count = score_pass(rows, heads.W, heads.b)
-    return top1[0] / count[0], top5[0] / count[0]
+    on_mesh = sharding.replicate(heads, s.mesh)
+    group = sharding.replicate(np.zeros(len(heads.W), np.int32), s.mesh)
+    sc = score_pass(rows, *_pass_heads(problem, on_mesh), group)
+    return sc.top1_inside / sc.weight_inside, sc.top5_inside / sc.weight_inside

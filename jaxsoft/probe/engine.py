@@ -1,0 +1,340 @@
+"""`solve`: the exact optimum of `jaxsoft.loss` for many heads in shared passes.
+
+The one exact solver of the package. Head (g, l) minimises
+
+    sum_{i in set g} w_i CE_i / sum_{i in set g} w_i + (l2_l / 2) ||W||^2
+
+(the bias not penalised) over the rows of training set g: scikit-learn's
+``LogisticRegression(C=1 / (l2 * sum(w)))`` with ``sample_weight=w``. Every
+set and every strength is solved together by preconditioned L-BFGS
+(`jaxsoft.probe.basis`, `jaxsoft.probe.lbfgs`), one pass over the data per
+iteration for every head, the rows sharded over the mesh
+(`jaxsoft.sharding`). `jaxsoft.train.solve_lbfgs` is its one-head case,
+`jaxsoft.probe.sweep` and the scikit-learn estimators are built on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxsoft import model, sharding, weights
+from jaxsoft.probe import basis as basis_lib
+from jaxsoft.probe import lbfgs, placement
+from jaxsoft.probe.features import ProbeInputError, validate_features
+from jaxsoft.probe.passes import Part, Rows, compute_dtype, moments_pass, sample_mean
+from jaxsoft.probe.solver import Heads, Progress, solve_heads
+
+__all__ = ["Solution", "solve"]
+
+
+class Solution(NamedTuple):
+    """Every head of a `solve`, as NumPy arrays with leading axes (G, L).
+
+    Attributes:
+      params: `Params` with W (G, L, d, q) and b (G, L, q).
+      objective: (G, L) each head's final objective on its set.
+      iterations: (G, L) accepted L-BFGS iterations.
+      converged: (G, L) whether the head met ``rtol`` or ``gtol``.
+      passes: (G, L) data passes the head took part in.
+      grad_norm: (G, L) the raw gradient's norm (``gtol_norm``) at the end.
+    """
+
+    params: model.Params
+    objective: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    passes: np.ndarray
+    grad_norm: np.ndarray
+
+
+class Problem(NamedTuple):
+    """The rows on the mesh and the change of variables, ready to solve."""
+
+    rows: Rows
+    basis: basis_lib.Basis
+    num_classes: int
+    dtype: np.dtype
+
+
+def check_l2(l2: Any) -> np.ndarray:
+    """The strengths as a float64 array (L,), each finite and > 0."""
+    values = np.atleast_1d(np.asarray(l2, dtype=object))
+    if values.ndim != 1 or values.size == 0:
+        raise ProbeInputError("l2 must list at least one strength, e.g. 1e-6 1e-4.")
+    for value in values:
+        ok = isinstance(value, (int, float, np.integer, np.floating))
+        if not ok or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
+            raise ProbeInputError(f"l2 strengths must be numbers > 0, got {value!r}.")
+    return values.astype(np.float64)
+
+
+def checked_weight(sample_weight: Any, n: int, split: str) -> np.ndarray | None:
+    """Sample weights as a NumPy array (n,), or a `ProbeInputError`."""
+    try:
+        w = weights.check_sample_weight(sample_weight, n, split=split)
+    except (TypeError, ValueError) as err:
+        raise ProbeInputError(str(err)) from None
+    return None if w is None else np.asarray(jax.device_get(w), np.float64)
+
+
+def checked_sets(row_sets: Any, n: int) -> np.ndarray:
+    """Training sets as a bool array (G, n), each non-empty."""
+    if row_sets is None:
+        return np.ones((1, n), bool)
+    sets = np.asarray(row_sets)
+    if sets.dtype != np.bool_ or sets.ndim != 2 or sets.shape[1] != n:
+        raise ProbeInputError(
+            f"row_sets must be a bool array of shape (G, {n}), one row per "
+            f"training set, got dtype {sets.dtype} and shape {sets.shape}."
+        )
+    empty = np.flatnonzero(~sets.any(axis=1))
+    if empty.size:
+        raise ProbeInputError(f"training set {int(empty[0])} of row_sets is empty.")
+    return sets
+
+
+def default_num_classes(y: Any) -> int:
+    """The largest label + 1 (at least 2); 2 where y is not integer labels."""
+    y_host = np.asarray(y) if not isinstance(y, jax.Array) else y
+    if y_host.ndim != 1 or y_host.size == 0 or y_host.dtype.kind not in "iu":
+        return 2  # the validation reports what is wrong with y
+    return max(2, int(y_host.max()) + 1)
+
+
+def prepare(
+    parts: Sequence[Part],
+    num_classes: int,
+    *,
+    mesh: Mesh,
+    budget: int,
+    chunk_rows: int,
+    fit_intercept: bool = True,
+) -> Problem:
+    """Places ``parts`` on the mesh and builds the preconditioner (one pass)."""
+    dtype = compute_dtype(parts[0].x.dtype)
+    shift = sample_mean(parts) if fit_intercept else np.zeros(parts[0].x.shape[1])
+    rows = placement.make_rows(
+        parts,
+        mesh=mesh,
+        budget=budget,
+        rows_per_chunk=chunk_rows,
+        dtype=dtype,
+        shift=shift,
+    )
+    diagonal = rows.d > basis_lib.EIGH_MAX_FEATURES
+    moments = moments_pass(rows, diagonal=diagonal)
+    basis = basis_lib.make_basis(
+        moments,
+        shift,
+        num_classes,
+        dtype=dtype,
+        diagonal=diagonal,
+        fit_intercept=fit_intercept,
+    )
+    return Problem(rows, sharding.replicate(basis, mesh), num_classes, dtype)
+
+
+def prior_start(
+    problem: Problem, y: np.ndarray, w: np.ndarray | None, H: int, intercept: bool
+) -> jax.Array:
+    """Starting points (H, P): W = 0 and the intercept at the class log-priors."""
+    q, d = problem.num_classes, problem.rows.d
+    counts = np.bincount(y, weights=w, minlength=q)[:q]
+    prior = counts + 0.5 * counts.sum() / max(len(y), 1)
+    c = np.log(prior / prior.sum())
+    theta = np.zeros((H, d * q + q), problem.dtype)
+    alpha = 1.0 / q
+    if intercept:
+        theta[:, -q:] = (c - c.mean()) * np.sqrt(alpha)
+    return sharding.replicate(theta, problem.rows.mesh)
+
+
+def params_start(problem: Problem, start: model.Params, l2: np.ndarray):
+    """Starting points (H, P) from `Params` W (H, d, q), b (H, q)."""
+    theta = jax.jit(jax.vmap(basis_lib.from_params, in_axes=(None, 0, 0)))(
+        problem.basis,
+        sharding.replicate(model.Params(start.W, start.b), problem.rows.mesh),
+        sharding.replicate(np.asarray(l2, problem.dtype), problem.rows.mesh),
+    )
+    return theta
+
+
+def run(
+    problem: Problem,
+    l2: np.ndarray,
+    group: np.ndarray,
+    count: np.ndarray,
+    theta0: jax.Array,
+    cfg: lbfgs.Settings,
+    progress: Callable[[Progress], None] | None = None,
+) -> lbfgs.HeadState:
+    """Solves heads (H,) with strengths, training sets and total weights."""
+    mesh, dt = problem.rows.mesh, problem.dtype
+    heads = Heads(
+        l2=np.asarray(l2, dt), group=np.asarray(group, np.int32), count=count.astype(dt)
+    )
+    heads = sharding.replicate(heads, mesh)
+    return solve_heads(problem.rows, problem.basis, heads, theta0, cfg, progress)
+
+
+@jax.jit
+def _to_params_jit(basis, theta, l2):
+    return jax.vmap(basis_lib.to_weights, in_axes=(None, 0, 0))(basis, theta, l2)
+
+
+def to_params(problem: Problem, theta: jax.Array, l2: np.ndarray) -> model.Params:
+    """Solver coordinates (H, P) -> `Params` W (H, d, q), b (H, q) on the mesh."""
+    l2 = sharding.replicate(np.asarray(l2, problem.dtype), problem.rows.mesh)
+    return _to_params_jit(problem.basis, theta, l2)
+
+
+def settings(
+    rtol: Any, gtol: Any, gtol_norm: str, max_iter: Any, memory: Any = 10
+) -> lbfgs.Settings:
+    """Checked `lbfgs.Settings` (a `ProbeInputError` names a bad one)."""
+    from jaxsoft import validation
+
+    try:
+        rtol = validation.non_negative_float("rtol", rtol)
+        gtol = 0.0 if gtol is None else validation.non_negative_float("gtol", gtol)
+        max_iter = validation.positive_int("max_iter", max_iter)
+        memory = validation.positive_int("memory_size", memory)
+    except ValueError as err:
+        raise ProbeInputError(str(err)) from None
+    if gtol_norm not in ("max", "l2"):
+        raise ProbeInputError(f'gtol_norm must be "max" or "l2", got {gtol_norm!r}.')
+    return lbfgs.Settings(
+        rtol=rtol, gtol=gtol, gtol_norm=gtol_norm, max_iter=max_iter, memory=memory
+    )
+
+
+def _start_params(start: model.Params, G: int, L: int, d: int, q: int):
+    """``start`` broadcast to W (G L, d, q), b (G L, q)."""
+    W, b = np.asarray(jax.device_get(start.W)), np.asarray(jax.device_get(start.b))
+    if W.shape == (d, q) and b.shape == (q,):
+        W, b = np.broadcast_to(W, (G, L, d, q)), np.broadcast_to(b, (G, L, q))
+    if W.shape != (G, L, d, q) or b.shape != (G, L, q):
+        raise ProbeInputError(
+            f"start must have W of shape ({d}, {q}) or ({G}, {L}, {d}, {q}) and b "
+            f"of shape ({q},) or ({G}, {L}, {q}), got {W.shape} and {b.shape}."
+        )
+    return model.Params(W.reshape(G * L, d, q), b.reshape(G * L, q))
+
+
+def solve(
+    x: Any,
+    y: Any,
+    l2: Sequence[float],
+    *,
+    num_classes: int | None = None,
+    sample_weight: Any = None,
+    row_sets: Any = None,
+    start: model.Params | None = None,
+    rtol: float = 1e-7,
+    gtol: float | None = None,
+    gtol_norm: str = "max",
+    max_iter: int = 1000,
+    memory_size: int = 10,
+    fit_intercept: bool = True,
+    mesh: Mesh | None = None,
+    max_device_bytes: int | None = None,
+    chunk_rows: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    check_input: bool = True,
+) -> Solution:
+    """The exact optimum of every (training set, strength) head, solved together.
+
+    Args:
+      x: features (n, d): NumPy (memmaps too) or JAX; any float dtype (bf16
+        and f16 are computed in float32; float64 in float64 when JAX's x64
+        mode is on, e.g. inside ``with jax.enable_x64(True):``), integer or
+        bool.
+      y: integer labels (n,) in [0, q).
+      l2: the strengths (L,), each > 0.
+      num_classes: q (default: the largest label + 1).
+      sample_weight: (n,) weights >= 0 (None: all 1).
+      row_sets: (G, n) bool, the rows of each training set (e.g. the train
+        indices of each cross-validation split); None: one set of every row.
+      start: the starting point, `Params` with W (d, q), b (q,) for every
+        head or W (G, L, d, q), b (G, L, q); None: W = 0, b at the class
+        log-priors.
+      rtol: stop a head when its estimated objective gap is at most
+        ``rtol * |objective|`` (0: never).
+      gtol: or when the norm of its gradient w.r.t. the raw (W, b) is at
+        most ``gtol`` (None: never); ``gtol_norm`` "max" (the largest entry,
+        scikit-learn's ``tol``) or "l2".
+      max_iter: L-BFGS iterations per head at most.
+      memory_size: L-BFGS history length.
+      fit_intercept: False fixes b at 0.
+      mesh: a `jax.sharding.Mesh` with a "data" axis (None: every device);
+        the rows are sharded over it and XLA adds up each pass's sums.
+      max_device_bytes: a device's share of the features above this stays
+        on the host and streams through in row chunks (default: half the
+        device memory; a quarter of RAM on CPU). The result is the same.
+      chunk_rows: rows per chunk (default: sized for the heads' buffers).
+      progress: called with a `Progress` after every data pass.
+      check_input: validate x, y (pass False only for validated splits).
+
+    Returns:
+      A `Solution` (NumPy arrays with leading axes (G, L)).
+
+    Raises:
+      ProbeInputError: invalid inputs or settings (a ValueError).
+
+    Example:
+      >>> import numpy as np
+      >>> from jaxsoft.probe import solve
+      >>> rng = np.random.default_rng(0)
+      >>> y = rng.integers(0, 3, 200)
+      >>> x = rng.normal(size=(200, 4)) + np.eye(3, 4)[y]
+      >>> sol = solve(x, y, [1e-3, 1e-1], sample_weight=rng.uniform(0.5, 2, 200))
+      >>> sol.params.W.shape, bool(sol.converged.all())
+      ((1, 2, 4, 3), True)
+    """
+    l2 = check_l2(l2)
+    cfg = settings(rtol, gtol, gtol_norm, max_iter, memory_size)
+    q = default_num_classes(y) if num_classes is None else num_classes
+    if check_input:
+        x, y = validate_features(x, y, num_classes=q, num_features=None, split="train")
+    y = np.asarray(jax.device_get(y), np.int32)
+    n, d = len(y), int(x.shape[1])
+    w = checked_weight(sample_weight, n, "train")
+    sets = checked_sets(row_sets, n)
+    G, L = len(sets), len(l2)
+    count = sets.astype(np.float64) @ (np.ones(n) if w is None else w)
+    if not np.all(count > 0):
+        bad = int(np.flatnonzero(~(count > 0))[0])
+        raise ProbeInputError(f"training set {bad} has a total sample weight of 0.")
+    mesh = sharding.resolve_mesh(mesh)
+    problem = prepare(
+        [Part(x, y, w, sets.T)],
+        q,
+        mesh=mesh,
+        budget=placement.device_budget(max_device_bytes),
+        chunk_rows=placement.chunk_rows(G * L, q, chunk_rows),
+        fit_intercept=bool(fit_intercept),
+    )
+    l2_all, group = np.tile(l2, G), np.repeat(np.arange(G), L)
+    if start is None:
+        theta0 = prior_start(problem, y, w, G * L, bool(fit_intercept))
+    else:
+        theta0 = params_start(problem, _start_params(start, G, L, d, q), l2_all)
+    state = run(problem, l2_all, group, count[group], theta0, cfg, progress)
+    params = to_params(problem, state.theta, l2_all)
+
+    def host(a: jax.Array, *shape: int) -> np.ndarray:
+        return sharding.to_host(a).reshape(G, L, *shape)
+
+    return Solution(
+        params=model.Params(host(params.W, d, q), host(params.b, q)),
+        objective=host(state.f).astype(np.float64),
+        iterations=host(state.iterations),
+        converged=host(state.converged),
+        passes=host(state.evaluations),
+        grad_norm=host(state.grad_norm).astype(np.float64),
+    )
