@@ -1,221 +1,160 @@
 """scikit-learn estimators on jaxsoft's exact engine (`jaxsoft.probe.solve`).
 
-Thin: label encoding, validation through `sklearn.utils`, class and sample
-weights, the mapping C <-> l2 and the fitted attributes. No math of its own.
+``jaxsoft.linear_model.LogisticRegression`` is a drop-in for scikit-learn's
+``LogisticRegression(solver="lbfgs")``. It holds no math of its own: labels are
+encoded, class weights folded into sample weights, ``C`` mapped to the engine's
+L2 strength, and the engine's optimum mapped back to scikit-learn's attributes.
 
-The objective matches scikit-learn's lbfgs solver,
-``sum_i s_i l_i / S + ||W||^2 / (2 C S)`` with ``S = sum_i s_i``. The engine
-minimises ``sum_i s_i CE_i / S + (l2/2) ||W||^2``, so for q > 2 classes
-``l2 = 1 / (C S)``. For two classes scikit-learn fits one logit; a two-class
-softmax with both columns penalised has the symmetric optimum
-``W = [-w/2, w/2]`` whose penalty is ``(l2/4) ||w||^2``, so ``l2 = 2 / (C S)``.
+The mapping of ``C``. scikit-learn's lbfgs objective is
+
+    sum_i s_i l_i / S + ||W||^2 / (2 C S),      S = sum_i s_i
+
+(``s_i`` the sample weights times the class weights), and the engine's is
+``sum_i s_i CE_i / S + (l2 / 2) ||W||^2``, with the bias unpenalised in both.
+
+- More than two classes: both are the multinomial model with every column of
+  ``W`` penalised, so ``l2 = 1 / (C S)`` and ``coef_ = W.T``.
+- Two classes: scikit-learn fits one logit ``z = x w + c``. A two-class softmax
+  depends only on ``W[:, 1] - W[:, 0]``; adding a common vector to both columns
+  leaves the loss unchanged and the penalty is smallest when they sum to zero,
+  so its optimum is ``W = [-w/2, w/2]``, whose penalty is
+  ``(l2 / 2) * 2 * ||w||^2 / 4 = (l2 / 4) ||w||^2``. Matching
+  ``||w||^2 / (2 C S)`` gives ``l2 = 2 / (C S)``; then
+  ``coef_ = (W[:, 1] - W[:, 0]).T`` (shape (1, d)), ``intercept_ = b1 - b0``.
+
+``tol`` keeps scikit-learn's meaning: stop when the largest entry of the
+gradient of the objective above is at most ``tol`` (scipy's ``gtol``). For
+two classes the gradient w.r.t. the softmax's ``W[:, 1]`` is half the gradient
+w.r.t. scikit-learn's ``w``, so the engine gets ``gtol = tol / 2``.
+
+float64 input is solved in float64 (under ``jax.enable_x64``), float32 input in
+float32. Fitted attributes are NumPy arrays: the estimators pickle and clone.
 """
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-from typing import Any
+import numbers
+import warnings
 
 import jax
 import numpy as np
-from scipy.special import expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
-from sklearn.metrics import check_scoring
-from sklearn.model_selection import check_cv
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import compute_class_weight
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
-__all__ = ["LogisticRegression", "LogisticRegressionCV"]
+from jaxsoft.model import Params
+from jaxsoft.probe import solve
 
-
-def _l2_of(C: np.ndarray, total_weight: float, n_classes: int) -> np.ndarray:
-    """Engine strengths (L,) for scikit-learn's Cs (L,)."""
-    factor = 2.0 if n_classes == 2 else 1.0
-    return factor / (np.asarray(C, dtype=np.float64) * total_weight)
+__all__ = ["LogisticRegression"]
 
 
-def _weights(
-    y_index: np.ndarray,
-    classes: np.ndarray,
-    class_weight: Any,
-    sample_weight: np.ndarray,
-) -> np.ndarray:
-    """Sample weights (n,) times class weights of each row's class."""
-    if class_weight is None:
-        return sample_weight
-    if isinstance(class_weight, dict):
-        unknown = set(class_weight) - set(classes.tolist())
-        if unknown:
-            raise ValueError(
-                f"The classes, {sorted(unknown, key=str)}, are not in class, {classes}"
-            )
-    cw = (
-        compute_class_weight(
-            class_weight, classes=classes, y=classes[y_index], sample_weight=None
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def _prepare_targets(estimator, y, sample_weight, X):
+    """Encodes y, folds in class weights; returns (codes, weights, classes)."""
+    check_classification_targets(y)
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            "This solver needs samples of at least 2 classes in the data, but "
+            f"the data contains only one class: {classes[0]!r}."
         )
-        if class_weight != "balanced"
-        else compute_class_weight(
-            "balanced", classes=np.arange(len(classes)), y=y_index
-        )
+    sw = _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
     )
-    return sample_weight * cw[y_index]
+    if estimator.class_weight is not None:
+        cw = compute_class_weight(estimator.class_weight, classes=classes, y=y)
+        sw = sw * cw[codes]
+    present = np.bincount(codes, weights=sw, minlength=len(classes)) > 0
+    if present.sum() < 2:
+        raise ValueError(
+            "The sample weights leave samples of fewer than 2 classes with a "
+            "positive weight; at least 2 classes are needed."
+        )
+    return codes.astype(np.int32), sw, classes
 
 
-def _solve(
-    X: np.ndarray,
-    y_index: np.ndarray,
-    l2: np.ndarray,
-    n_classes: int,
-    sample_weight: np.ndarray,
-    *,
-    row_sets: np.ndarray | None,
-    start: Any,
-    tol: float,
-    max_iter: int,
-    fit_intercept: bool,
-    mesh: Any,
-) -> Any:
-    """One engine call; float64 X is solved in float64 under x64 mode."""
-    from jaxsoft.probe import solve
+def _to_engine_start(coef, intercept, q):
+    """scikit-learn's (coef_, intercept_) as the engine's Params (d, q), (q,)."""
+    if q == 2:
+        w, c = coef[0], intercept[0]
+        return Params(np.stack([-w / 2, w / 2], axis=1), np.array([-c / 2, c / 2]))
+    return Params(np.ascontiguousarray(coef.T), np.asarray(intercept))
 
+
+def _from_engine(W, b, q):
+    """The engine's (W (d, q), b (q,)) as scikit-learn's (coef_, intercept_)."""
+    W = np.asarray(W, np.float64)
+    b = np.asarray(b, np.float64)
+    if q == 2:
+        return (W[:, 1] - W[:, 0])[None, :], np.array([b[1] - b[0]])
+    return np.ascontiguousarray(W.T), b - b.mean()
+
+
+def _l2(C, S, q):
+    return (2.0 if q == 2 else 1.0) / (C * S)
+
+
+def _gtol(tol, q):
+    return tol / 2.0 if q == 2 else tol
+
+
+def _solve(X, codes, sw, l2s, q, *, tol, max_iter, fit_intercept, mesh, **kw):
     kwargs = dict(
-        num_classes=n_classes,
-        sample_weight=sample_weight.astype(X.dtype),
-        row_sets=row_sets,
-        start=start,
+        num_classes=q,
+        sample_weight=sw,
         rtol=0.0,
-        gtol=tol,
-        max_iter=max_iter,
-        fit_intercept=fit_intercept,
+        gtol=_gtol(tol, q),
+        max_iter=int(max_iter),
+        fit_intercept=bool(fit_intercept),
         mesh=mesh,
+        **kw,
     )
     if X.dtype == np.float64:
         with jax.enable_x64(True):
-            return solve(X, y_index.astype(np.int32), list(l2), **kwargs)
-    return solve(X, y_index.astype(np.int32), list(l2), **kwargs)
+            return solve(X, codes, list(l2s), **kwargs)
+    return solve(X, codes, list(l2s), **kwargs)
 
 
-def _to_sklearn(W: np.ndarray, b: np.ndarray, n_classes: int) -> tuple:
-    """Engine W (..., d, q), b (..., q) -> coef (..., k, d), intercept (..., k)."""
-    coef = np.swapaxes(W, -1, -2)
-    if n_classes == 2:
-        return coef[..., 1:, :] - coef[..., :1, :], b[..., 1:] - b[..., :1]
-    return coef, b
+class LogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
+    """Logistic regression (scikit-learn's lbfgs model) on jaxsoft's engine.
 
-
-def _to_engine(coef: np.ndarray, intercept: np.ndarray, n_classes: int) -> tuple:
-    """Inverse of `_to_sklearn` (the symmetric two-class optimum)."""
-    if n_classes == 2:
-        coef = np.concatenate([-coef / 2, coef / 2], axis=-2)
-        intercept = np.concatenate([-intercept / 2, intercept / 2], axis=-1)
-    return np.swapaxes(coef, -1, -2), intercept
-
-
-class _Base(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
-    """Shared validation, label encoding and prediction."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        return tags
-
-    def _validate_fit(self, X, y, sample_weight):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=False,
-            dtype=[np.float64, np.float32],
-            order="C",
-            accept_large_sparse=False,
-        )
-        check_classification_targets(y)
-        encoder = LabelEncoder()
-        y_index = encoder.fit_transform(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(
-                "This solver needs samples of at least 2 classes in the data, "
-                f"but the data contains only one class: {self.classes_[0]!r}"
-            )
-        sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
-        weights = _weights(y_index, self.classes_, self.class_weight, sample_weight)
-        return X, y_index, weights
-
-    def decision_function(self, X):
-        """Scores (n,) for two classes, (n, k) for more."""
-        check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=False, reset=False)
-        scores = X @ self.coef_.T + self.intercept_
-        return scores.ravel() if scores.shape[1] == 1 else scores
-
-    def predict_proba(self, X):
-        """Class probabilities (n, k), columns in `classes_` order."""
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            p = expit(scores)
-            return np.column_stack([1 - p, p])
-        return softmax(scores, axis=1)
-
-    def predict_log_proba(self, X):
-        """Log class probabilities (n, k)."""
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            scores = np.column_stack([np.zeros_like(scores), scores])
-        return log_softmax(scores, axis=1)
-
-
-class LogisticRegression(_Base):
-    """Multinomial logistic regression with scikit-learn's lbfgs optimum.
-
-    Args:
-      C: inverse regularisation strength (> 0).
-      fit_intercept: fit an unpenalised bias.
-      tol: stop when the max |gradient| of the normalised objective <= tol.
-      max_iter: L-BFGS iterations.
-      class_weight: None, "balanced" or a dict {label: weight}.
-      warm_start: start from the previous `coef_`/`intercept_`.
-      verbose: unused (kept for scikit-learn's API).
-      mesh: a `jax.sharding.Mesh` with a 'data' axis; None = all devices.
-
-    Attributes:
-      classes_ (k,), coef_ (1, d) for two classes else (k, d), intercept_ (1,)
-      or (k,), n_iter_ (1,), n_features_in_, feature_names_in_ (pandas input).
+    Parameters have scikit-learn's meaning; ``mesh`` is a `jax.sharding.Mesh`
+    with a "data" axis to shard rows over (None: every device).
     """
 
     _parameter_constraints: dict = {
-        "C": [Interval(Real, 0, None, closed="neither")],
+        "C": [Interval(numbers.Real, 0, None, closed="neither")],
         "fit_intercept": ["boolean"],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
-        "mesh": [None, object],
+        "mesh": "no_validation",
     }
 
     def __init__(
         self,
-        C: float = 1.0,
+        C=1.0,
         *,
-        fit_intercept: bool = True,
-        tol: float = 1e-4,
-        max_iter: int = 100,
-        class_weight: Any = None,
-        warm_start: bool = False,
-        verbose: int = 0,
-        mesh: Any = None,
-    ) -> None:
+        fit_intercept=True,
+        tol=1e-4,
+        max_iter=100,
+        class_weight=None,
+        warm_start=False,
+        verbose=0,
+        mesh=None,
+    ):
         self.C = C
         self.fit_intercept = fit_intercept
         self.tol = tol
@@ -225,224 +164,72 @@ class LogisticRegression(_Base):
         self.verbose = verbose
         self.mesh = mesh
 
-    def fit(self, X, y, sample_weight=None) -> LogisticRegression:
-        """Fit on X (n, d), labels y (n,), optional sample_weight (n,)."""
+    def fit(self, X, y, sample_weight=None):
+        """Fits the model; returns self."""
         self._validate_params()
-        X, y_index, weights = self._validate_fit(X, y, sample_weight)
-        q = len(self.classes_)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=False,
+            dtype=[np.float64, np.float32],
+            order="C",
+        )
+        codes, sw, classes = _prepare_targets(self, y, sample_weight, X)
+        q = len(classes)
         start = None
         if (
             self.warm_start
             and hasattr(self, "coef_")
             and self.coef_.shape == ((1 if q == 2 else q), X.shape[1])
         ):
-            W, b = _to_engine(self.coef_, self.intercept_, q)
-            from jaxsoft.model import Params
-
-            start = Params(W=W.astype(X.dtype), b=b.astype(X.dtype))
-        l2 = _l2_of(np.array([self.C]), float(weights.sum()), q)
+            start = _to_engine_start(self.coef_, self.intercept_, q)
+        self.classes_ = classes
+        if self.max_iter == 0:
+            if start is None:
+                d = X.shape[1]
+                start = Params(np.zeros((d, q)), np.zeros(q))
+            self.coef_, self.intercept_ = _from_engine(start.W, start.b, q)
+            self.n_iter_ = np.zeros(1, dtype=np.int32)
+            return self
+        if start is not None:
+            start = Params(start.W.astype(X.dtype), start.b.astype(X.dtype))
         sol = _solve(
             X,
-            y_index,
-            l2,
+            codes,
+            sw,
+            [_l2(self.C, sw.sum(), q)],
             q,
-            weights,
-            row_sets=None,
-            start=start,
             tol=self.tol,
             max_iter=self.max_iter,
             fit_intercept=self.fit_intercept,
             mesh=self.mesh,
+            start=start,
         )
-        coef, intercept = _to_sklearn(
-            np.asarray(sol.params.W[0, 0]), np.asarray(sol.params.b[0, 0]), q
+        self.coef_, self.intercept_ = _from_engine(
+            sol.params.W[0, 0], sol.params.b[0, 0], q
         )
-        self.coef_ = np.asarray(coef, dtype=X.dtype)
-        self.intercept_ = np.asarray(intercept, dtype=X.dtype)
         if not self.fit_intercept:
             self.intercept_ = np.zeros_like(self.intercept_)
-        self.n_iter_ = np.asarray([int(sol.iterations[0, 0])], dtype=np.int32)
+        self.n_iter_ = np.asarray(sol.iterations[0, :1], dtype=np.int32).reshape(1)
+        if not bool(np.all(sol.converged)):
+            warnings.warn(
+                "jaxsoft's solver failed to converge after "
+                f"{int(self.n_iter_[0])} iterations; increase max_iter or "
+                "scale the data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         return self
 
+    def predict_proba(self, X):
+        """Class probabilities (n, n_classes)."""
+        z = self.decision_function(X)
+        if z.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-z))
+            return np.column_stack([1.0 - p, p])
+        return _softmax(np.array(z, dtype=np.float64, copy=True))
 
-class LogisticRegressionCV(_Base):
-    """Logistic regression with C chosen by cross-validation.
-
-    Every fold and every C are solved together in one engine call; the
-    held-out folds are scored on the host with scikit-learn's scorer.
-
-    Args:
-      Cs: an int (``np.logspace(-4, 4, Cs)``) or a sequence of Cs (L,).
-      cv: None (stratified 5-fold), an int or any splitter.
-      scoring: None (accuracy) or any scikit-learn scoring.
-      refit: refit on all rows with the best C (else average the folds' best).
-      class_weight, tol, max_iter, fit_intercept, mesh: as `LogisticRegression`.
-
-    Attributes (k' = 1 for two classes else k; F folds):
-      Cs_ (L,), C_ (k,), scores_ {class: (F, L)}, coefs_paths_
-      {class: (F, L, k', d + fit_intercept)}, n_iter_ (1, F, L), coef_, intercept_.
-    """
-
-    _parameter_constraints: dict = {
-        "Cs": [Interval(Integral, 1, None, closed="left"), "array-like"],
-        "fit_intercept": ["boolean"],
-        "cv": ["cv_object"],
-        "scoring": [StrOptions(set()), callable, None, str],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "class_weight": [dict, StrOptions({"balanced"}), None],
-        "refit": ["boolean"],
-        "verbose": ["verbose"],
-        "mesh": [None, object],
-    }
-
-    def __init__(
-        self,
-        Cs: int | Any = 10,
-        *,
-        fit_intercept: bool = True,
-        cv: Any = None,
-        scoring: Any = None,
-        tol: float = 1e-4,
-        max_iter: int = 100,
-        class_weight: Any = None,
-        refit: bool = True,
-        verbose: int = 0,
-        mesh: Any = None,
-    ) -> None:
-        self.Cs = Cs
-        self.fit_intercept = fit_intercept
-        self.cv = cv
-        self.scoring = scoring
-        self.tol = tol
-        self.max_iter = max_iter
-        self.class_weight = class_weight
-        self.refit = refit
-        self.verbose = verbose
-        self.mesh = mesh
-
-    def fit(self, X, y, sample_weight=None, **params) -> LogisticRegressionCV:
-        """Fit on X (n, d), labels y (n,), optional sample_weight (n,)."""
-        self._validate_params()
-        X, y_index, weights = self._validate_fit(X, y, sample_weight)
-        n, d = X.shape
-        q = len(self.classes_)
-        Cs = (
-            np.logspace(-4, 4, self.Cs)
-            if isinstance(self.Cs, Integral)
-            else np.asarray(self.Cs, dtype=np.float64)
-        )
-        self.Cs_ = Cs
-        cv = check_cv(self.cv, y_index, classifier=True)
-        folds = list(cv.split(X, y_index, **params))
-        row_sets = np.zeros((len(folds), n), dtype=bool)
-        for g, (train, _) in enumerate(folds):
-            row_sets[g, train] = True
-        # The folds' weight sums differ: one l2 per fold is not a single grid,
-        # so each fold's problem is rescaled to the common grid by its weights.
-        totals = np.array([weights[train].sum() for train, _ in folds])
-        scale = totals / totals.mean()
-        l2 = _l2_of(Cs, float(totals.mean()), q)
-        # Rescale rows so that fold g's objective with strength l2 equals the
-        # scikit-learn objective with C: multiply that fold's penalty by
-        # 1/scale_g, achieved by solving fold-specific grids separately.
-        sols = []
-        if np.allclose(scale, 1.0, rtol=1e-12):
-            sols.append(
-                (
-                    slice(None),
-                    _solve(
-                        X,
-                        y_index,
-                        l2,
-                        q,
-                        weights,
-                        row_sets=row_sets,
-                        start=None,
-                        tol=self.tol,
-                        max_iter=self.max_iter,
-                        fit_intercept=self.fit_intercept,
-                        mesh=self.mesh,
-                    ),
-                )
-            )
-        else:
-            for g in range(len(folds)):
-                sols.append(
-                    (
-                        slice(g, g + 1),
-                        _solve(
-                            X,
-                            y_index,
-                            _l2_of(Cs, float(totals[g]), q),
-                            q,
-                            weights,
-                            row_sets=row_sets[g : g + 1],
-                            start=None,
-                            tol=self.tol,
-                            max_iter=self.max_iter,
-                            fit_intercept=self.fit_intercept,
-                            mesh=self.mesh,
-                        ),
-                    )
-                )
-        G, L = len(folds), len(Cs)
-        k = 1 if q == 2 else q
-        coefs = np.zeros((G, L, k, d), dtype=X.dtype)
-        intercepts = np.zeros((G, L, k), dtype=X.dtype)
-        n_iter = np.zeros((G, L), dtype=np.int32)
-        for where, sol in sols:
-            c, b = _to_sklearn(np.asarray(sol.params.W), np.asarray(sol.params.b), q)
-            coefs[where] = c
-            intercepts[where] = b if self.fit_intercept else 0.0
-            n_iter[where] = sol.iterations
-        scorer = check_scoring(self, scoring=self.scoring)
-        scores = np.zeros((G, L))
-        probe = LogisticRegression(fit_intercept=self.fit_intercept)
-        probe.classes_ = self.classes_
-        probe.n_features_in_ = d
-        if hasattr(self, "feature_names_in_"):
-            probe.feature_names_in_ = self.feature_names_in_
-        y_labels = self.classes_[y_index]
-        for g, (_, test) in enumerate(folds):
-            for i in range(L):
-                probe.coef_ = coefs[g, i]
-                probe.intercept_ = intercepts[g, i]
-                scores[g, i] = scorer(probe, X[test], y_labels[test])
-        best = int(np.argmax(scores.mean(axis=0)))
-        if self.refit:
-            C = Cs[best]
-            sol = _solve(
-                X,
-                y_index,
-                _l2_of(np.array([C]), float(weights.sum()), q),
-                q,
-                weights,
-                row_sets=None,
-                start=None,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                fit_intercept=self.fit_intercept,
-                mesh=self.mesh,
-            )
-            c, b = _to_sklearn(
-                np.asarray(sol.params.W[0, 0]), np.asarray(sol.params.b[0, 0]), q
-            )
-            self.coef_ = np.asarray(c, dtype=X.dtype)
-            self.intercept_ = np.asarray(b if self.fit_intercept else 0 * b, X.dtype)
-        else:
-            per_fold = np.argmax(scores, axis=1)
-            C = float(np.mean(Cs[per_fold]))
-            self.coef_ = np.mean(coefs[np.arange(G), per_fold], axis=0)
-            self.intercept_ = np.mean(intercepts[np.arange(G), per_fold], axis=0)
-        self.C_ = np.full(len(self.classes_), C)
-        self.l1_ratio_ = np.full(len(self.classes_), None)
-        paths = coefs
-        if self.fit_intercept:
-            paths = np.concatenate([coefs, intercepts[..., None]], axis=-1)
-        if q == 2:
-            paths = paths[:, :, 0, :]
-        self.coefs_paths_ = {c: paths for c in self.classes_}
-        self.scores_ = {c: scores for c in self.classes_}
-        self.n_iter_ = n_iter[None]
-        return self
+    def predict_log_proba(self, X):
+        """Log class probabilities (n, n_classes)."""
+        return np.log(self.predict_proba(X))
