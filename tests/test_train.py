@@ -10,7 +10,7 @@ import pytest
 from _fake_data import blobs
 
 import jaxsoft as js
-from jaxsoft import train
+from jaxsoft import sharding, train
 from jaxsoft.train import evaluation, minibatch
 
 
@@ -411,7 +411,7 @@ def test_evaluate_is_one_compiled_call_per_split_shape():
     params = js.init_params(jax.random.key(0), 5, 4, scale=1.0)
     x, y = blobs(200, num_classes=4, num_features=5, seed=3)
     train.evaluate(params, x[:50], y[:50], chunk_size=16)
-    compiled = evaluation._compiled_totals(train.sharding.resolve_mesh())
+    compiled = evaluation._compiled_totals(sharding.resolve_mesh())
     before = compiled._cache_size()
     assert before >= 1
     for seed in range(3):
@@ -515,28 +515,24 @@ def test_lbfgs_reports_non_convergence(digits_subset):
 
 
 def test_lbfgs_counts_the_objectives_evaluations(digits_subset, monkeypatch):
-    """`info.evaluations` against a count of the objective's runs kept by a
-    host callback inside it (the first, before any line search, aside)."""
-    from jaxsoft.train import lbfgs
+    """`info.evaluations` against a count of the data passes (each one value
+    and gradient of the objective) kept by a wrapper around the pass."""
+    from jaxsoft.probe import solver
 
     calls: list[int] = []
-    loss = lbfgs.objective_lib.loss
+    grad_pass = solver.grad_pass
 
-    def counted(*args: object, **kwargs: object) -> jax.Array:
-        jax.debug.callback(lambda: calls.append(1))
-        return loss(*args, **kwargs)
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return grad_pass(*args, **kwargs)
 
-    monkeypatch.setattr(lbfgs.objective_lib, "loss", counted)
-    lbfgs._make_lbfgs_solver.cache_clear()  # trace anew, with the counter
-    try:
-        x, y = digits_subset
-        _, info = train.solve_lbfgs(
-            js.init_params(jax.random.key(0), 64, 10, scale=0.0), x, y, l2=1e-3
-        )
-    finally:
-        lbfgs._make_lbfgs_solver.cache_clear()
+    monkeypatch.setattr(solver, "grad_pass", counted)
+    x, y = digits_subset
+    _, info = train.solve_lbfgs(
+        js.init_params(jax.random.key(0), 64, 10, scale=0.0), x, y, l2=1e-3
+    )
     assert info.converged
-    assert info.iterations <= info.evaluations == len(calls) - 1
+    assert info.iterations < info.evaluations == len(calls)
 
 
 def test_lbfgs_validates():
@@ -551,11 +547,8 @@ def test_lbfgs_validates():
 
 def _fit_evaluate_solve(x, y, x_test, y_test) -> list[np.ndarray]:
     """Every array fit, evaluate and solve_lbfgs give, freshly compiled."""
-    from jaxsoft.train import lbfgs
-
     minibatch._make_epoch_fn.cache_clear()
     evaluation._compiled_totals.cache_clear()
-    lbfgs._make_lbfgs_solver.cache_clear()
     fitted = train.fit(
         _params(),
         x,
@@ -584,7 +577,7 @@ def test_cpu_compiler_options_agree_with_xlas_defaults(data, monkeypatch):
     from jaxsoft.train import _compiling
 
     x, y, x_test, y_test = data
-    mesh = train.sharding.resolve_mesh()
+    mesh = sharding.resolve_mesh()
     assert _compiling.compiler_options(mesh) == _compiling.CPU_OPTIONS != {}
     with_options = _fit_evaluate_solve(x, y, x_test, y_test)
     monkeypatch.setattr(_compiling, "CPU_OPTIONS", {})
@@ -600,4 +593,4 @@ def test_an_option_xla_does_not_know_falls_back_to_its_defaults(monkeypatch):
     from jaxsoft.train import _compiling
 
     monkeypatch.setattr(_compiling, "CPU_OPTIONS", {"xla_no_such_option": True})
-    assert _compiling.compiler_options(train.sharding.resolve_mesh()) == {}
+    assert _compiling.compiler_options(sharding.resolve_mesh()) == {}

@@ -79,10 +79,12 @@ def make_basis(
         second = second + (mean * mean if diagonal else np.outer(mean, mean))
         mean = np.zeros_like(mean)
     if diagonal:
-        lam, V = np.clip(second, 0.0, None), None
+        lam, V = second, None
     else:
         lam, V = np.linalg.eigh((second + second.T) / 2)
-        lam = np.clip(lam, 0.0, None)
+    # A floor keeps D finite for flat directions when l2 = 0 (it shapes only
+    # the preconditioner, never the objective).
+    lam = np.clip(lam, max(1e-6 * float(np.max(lam, initial=0.0)), 1e-30), None)
     return Basis(
         shift=jnp.asarray(shift, dtype),
         mu=jnp.asarray(mean, dtype),

@@ -271,8 +271,8 @@ def _grad_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
     ce = -jnp.take_along_axis(log_p, y, axis=-1)[..., 0]  # (m, H)
     ce = jnp.where(weight > 0, ce, 0.0)
     resid = (jnp.exp(log_p) - (jnp.arange(q) == y)) * weight[..., None]
-    g_wide = jnp.einsum("md,mk->dk", x, resid.reshape(-1, H * q))  # (d, H q)
-    gW = jnp.transpose(g_wide.reshape(d, H, q), (1, 0, 2))
+    g_wide = jnp.einsum("mk,md->kd", resid.reshape(-1, H * q), x)  # (H q, d)
+    gW = jnp.transpose(g_wide.reshape(H, q, d), (0, 2, 1))
     return acc[0] + (ce * weight).sum(0), acc[1] + gW, acc[2] + resid.sum(0)
 
 

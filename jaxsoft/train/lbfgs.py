@@ -1,21 +1,22 @@
-"""`solve_lbfgs`: the exact optimum of `jaxsoft.loss` by full-batch L-BFGS."""
+"""`solve_lbfgs`: the exact optimum of `jaxsoft.loss`, the exact engine's one-head case.
+
+One L-BFGS in the package: `solve_lbfgs` runs `jaxsoft.probe.solve`'s
+preconditioned engine for a single head (one strength, every row), starting
+from the given parameters, mesh-aware and weighted like the rest.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxsoft import model, sharding, validation
-from jaxsoft import objective as objective_lib
-from jaxsoft.train import _compiling
+from jaxsoft.probe import engine, placement
+from jaxsoft.probe.passes import Part
 
 __all__ = ["LbfgsInfo", "solve_lbfgs"]
 
@@ -24,13 +25,14 @@ class LbfgsInfo(NamedTuple):
     """Convergence report of `solve_lbfgs`.
 
     Attributes:
-      iterations: L-BFGS iterations run.
-      converged: whether ``||grad|| <= tol`` was reached within max_iter.
+      iterations: L-BFGS iterations run (accepted steps).
+      converged: whether ``||grad||_2 <= tol`` (or the ``rtol`` gap test)
+        was met within max_iter.
       objective: the final value of `jaxsoft.loss` (with the L2 term).
-      grad_norm: the final gradient's Euclidean norm.
-      evaluations: the objective's values and gradients the line searches
-        computed, all iterations together (one per iteration when every
-        first step is accepted; the iteration itself reuses the last).
+      grad_norm: the final gradient's Euclidean norm (w.r.t. W and b).
+      evaluations: the objective's values and gradients computed (data
+        passes), all iterations together: one per iteration when every
+        first step is accepted, plus the one at the start.
     """
 
     iterations: int
@@ -40,65 +42,18 @@ class LbfgsInfo(NamedTuple):
     evaluations: int
 
 
-@functools.lru_cache(maxsize=8)
-def _make_lbfgs_solver(
-    memory_size: int, mesh: Mesh
-) -> Callable[..., tuple[model.Params, jax.Array, jax.Array, jax.Array, jax.Array]]:
-    optimizer = optax.lbfgs(memory_size=memory_size)
-
-    def solve(
-        params: model.Params,
-        x: jax.Array,
-        y: jax.Array,
-        l2: jax.Array,
-        tol: jax.Array,
-        max_iter: jax.Array,
-        *,
-        num_examples: int,
-    ) -> tuple[model.Params, jax.Array, jax.Array, jax.Array, jax.Array]:
-        # Rows past num_examples pad the split to the mesh: masked out.
-        padded = x.shape[0] > num_examples
-        where = jnp.arange(x.shape[0]) < num_examples if padded else None
-        x = x.astype(params.W.dtype)
-
-        def objective(p: model.Params) -> jax.Array:
-            return objective_lib.loss(p, x, y, l2, where=where)
-
-        value_and_grad = optax.value_and_grad_from_state(objective)
-
-        def grad_norm(state: optax.OptState) -> jax.Array:
-            return optax.tree.norm(optax.tree.get(state, "grad"))
-
-        def step(carry: tuple[Any, ...]) -> tuple[Any, ...]:
-            params, state, evaluations = carry
-            value, grad = value_and_grad(params, state=state)
-            updates, state = optimizer.update(
-                grad, state, params, value=value, grad=grad, value_fn=objective
-            )
-            evaluations += optax.tree.get(state, "num_linesearch_steps")
-            return optax.apply_updates(params, updates), state, evaluations
-
-        def keep_going(carry: tuple[Any, ...]) -> jax.Array:
-            state = carry[1]
-            count = optax.tree.get(state, "count")
-            return (count == 0) | ((count < max_iter) & (grad_norm(state) > tol))
-
-        params, state, evaluations = jax.lax.while_loop(
-            keep_going, step, (params, optimizer.init(params), jnp.int32(0))
+def _checked(params, x, y, sample_weight, check_input):
+    if check_input:
+        x, y = validation.validate_split(
+            x,
+            y,
+            num_classes=params.num_classes,
+            num_features=params.num_features,
+            split="train",
         )
-        return (
-            params,
-            optax.tree.get(state, "count"),
-            optax.tree.get(state, "value"),
-            grad_norm(state),
-            evaluations,
-        )
-
-    return jax.jit(
-        solve,
-        static_argnames=("num_examples",),
-        compiler_options=_compiling.compiler_options(mesh),
-    )
+    y = np.asarray(jax.device_get(y), np.int32)
+    w = engine.checked_weight(sample_weight, len(y), "train")
+    return x, y, w
 
 
 def solve_lbfgs(
@@ -108,20 +63,25 @@ def solve_lbfgs(
     *,
     l2: float = 0.0,
     tol: float = 1e-5,
+    rtol: float = 0.0,
     max_iter: int = 1000,
     memory_size: int = 10,
     check_input: bool = True,
     mesh: Mesh | None = None,
+    sample_weight: ArrayLike | None = None,
 ) -> tuple[model.Params, LbfgsInfo]:
-    """The minimiser of ``jaxsoft.loss(params, x, y, l2)`` by full-batch L-BFGS.
+    """The minimiser of ``jaxsoft.loss(params, x, y, l2, sample_weight=w)``.
 
-    Runs `optax.lbfgs` (zoom line search) inside one compiled
-    `jax.lax.while_loop` until the gradient norm is at most ``tol`` or
+    Preconditioned full-batch L-BFGS (`jaxsoft.probe.solve`'s engine, one
+    head) from ``params``, until the gradient's 2-norm is at most ``tol``,
+    the estimated objective gap is at most ``rtol`` times the objective, or
     ``max_iter`` iterations are done. With l2 > 0 the objective is strictly
     convex and this is its unique optimum: the same as scikit-learn's
-    ``LogisticRegression(solver="lbfgs", C=1 / (l2 * n))`` (which minimises
-    the same function scaled by C * n). With l2 = 0 on separable data the
-    optimum is at infinity and the solver stops at max_iter.
+    ``LogisticRegression(solver="lbfgs", C=1 / (l2 * sum(w)))`` fitted with
+    ``sample_weight=w`` (which minimises the same function scaled by
+    C * sum(w)). With l2 = 0 on separable data the optimum is at infinity and
+    the solver stops at max_iter. float64 inputs are solved in float64 when
+    JAX's x64 mode is on, else in float32.
 
     Args:
       params: the starting point (e.g. ``init_params(key, d, q, scale=0.0)``).
@@ -131,6 +91,8 @@ def solve_lbfgs(
       tol: stop when ``||grad||_2 <= tol``. In float32 the gradient's rounding
         noise is about 1e-7 times its terms, so tolerances far below 1e-6
         may never be reached.
+      rtol: or when the estimated gap to the optimum <= rtol * objective
+        (0: never).
       max_iter: the most iterations.
       memory_size: L-BFGS history length.
       check_input: validate x and y first; pass False only for a split
@@ -138,43 +100,57 @@ def solve_lbfgs(
       mesh: a `jax.sharding.Mesh` with a "data" axis, or None for every
         device: the examples are sharded over it and each full-batch value
         and gradient is a sum over the shards.
+      sample_weight: weights (n,) >= 0, or None for all 1.
 
     Returns:
       ``(params, info)`` with `LbfgsInfo` (iterations, converged, objective,
       grad_norm, evaluations).
+
+    Example:
+      >>> import jax, numpy as np
+      >>> import jaxsoft as js
+      >>> from jaxsoft.train import solve_lbfgs
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(100, 3)).astype(np.float32)
+      >>> y = (x[:, 0] > 0).astype(np.int32)
+      >>> zeros = js.init_params(jax.random.key(0), 3, 2, scale=0.0)
+      >>> params, info = solve_lbfgs(zeros, x, y, l2=1e-2)
+      >>> info.converged, info.grad_norm <= 1e-5
+      (True, True)
     """
     validation.check_params(params)
-    if check_input:
-        x, y = validation.validate_split(
-            x,
-            y,
-            num_classes=params.num_classes,
-            num_features=params.num_features,
-            split="train",
-        )
+    x, y, w = _checked(params, x, y, sample_weight, check_input)
     l2 = validation.non_negative_float("l2", l2)
-    tol = validation.non_negative_float("tol", tol)
-    max_iter = validation.positive_int("max_iter", max_iter)
-    memory_size = validation.positive_int("memory_size", memory_size)
+    cfg = engine.settings(rtol, tol, "l2", max_iter, memory_size)
     mesh = sharding.resolve_mesh(mesh)
-    solver = _make_lbfgs_solver(memory_size, mesh)
-    dtype = np.dtype(params.W.dtype)
-    split = sharding.place_split(x, y, mesh)
-    params, iterations, value, norm, evaluations = solver(
-        sharding.replicate(params, mesh),
-        split.x,
-        split.y,
-        dtype.type(l2),
-        dtype.type(tol),
-        np.int32(max_iter),
-        num_examples=split.num_examples,
+    q = params.num_classes
+    problem = engine.prepare(
+        [Part(x, y, w)],
+        q,
+        mesh=mesh,
+        budget=placement.device_budget(None),
+        chunk_rows=placement.chunk_rows(1, q, None),
     )
-    norm = float(norm)
+    start = model.Params(np.asarray(params.W)[None], np.asarray(params.b)[None])
+    l2s = np.array([l2])
+    theta0 = engine.params_start(problem, start, l2s)
+    total = float(len(y) if w is None else np.sum(w))
+    state = engine.run(problem, l2s, np.array([0]), np.array([total]), theta0, cfg)
+    solution = engine.to_params(problem, state.theta, l2s)
+    dtype = problem.dtype
+    result = model.Params(
+        sharding.replicate(solution.W[0].astype(dtype), mesh),
+        sharding.replicate(solution.b[0].astype(dtype), mesh),
+    )
+
+    def scalar(a: Any) -> Any:
+        return sharding.to_host(a)[0]
+
     info = LbfgsInfo(
-        iterations=int(iterations),
-        converged=bool(norm <= tol),
-        objective=float(value),
-        grad_norm=norm,
-        evaluations=int(evaluations),
+        iterations=int(scalar(state.iterations)),
+        converged=bool(scalar(state.converged)),
+        objective=float(scalar(state.f)),
+        grad_norm=float(scalar(state.grad_norm)),
+        evaluations=int(scalar(state.evaluations)),
     )
-    return params, info
+    return result, info
