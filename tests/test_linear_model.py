@@ -1,46 +1,221 @@
-"""Agreement of jaxsoft.linear_model with scikit-learn (float64, NumPy references)."""
+"""jaxsoft.linear_model.LogisticRegression against scikit-learn's lbfgs fit."""
+
+import pickle
 
 import numpy as np
 import pytest
-from scipy.special import logsumexp
+
+pytest.importorskip("sklearn")
+
+from scipy.special import log_softmax, logsumexp
 from sklearn import datasets
-from sklearn.linear_model import LogisticRegression as SkLR
+from sklearn import linear_model as sk
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from jaxsoft.linear_model import LogisticRegression
 
+LOADERS = {
+    "iris": datasets.load_iris,
+    "wine": datasets.load_wine,
+    "breast_cancer": datasets.load_breast_cancer,
+    "digits": datasets.load_digits,
+}
 
-def _objective(coef, intercept, X, y, C):
-    """scikit-learn's objective in NumPy float64: mean CE + ||W||^2 / (2 C n)."""
+
+def _data(name):
+    X, y = LOADERS[name](return_X_y=True)
+    return StandardScaler().fit_transform(X).astype(np.float64), y
+
+
+def sk_objective(coef, intercept, X, y, C, s=None):
+    """scikit-learn's lbfgs objective, in NumPy float64 (independent of both fits)."""
+    s = np.ones(len(y)) if s is None else np.asarray(s, np.float64)
+    classes = np.unique(y)
     z = X @ coef.T + intercept
-    if z.shape[1] == 1:
-        z = np.column_stack([np.zeros(len(z)), z[:, 0]])
-    ce = logsumexp(z, axis=1) - z[np.arange(len(y)), y]
-    return ce.mean() + (coef**2).sum() / (2 * C * len(y))
+    if len(classes) == 2:
+        t = np.where(y == classes[1], 1.0, -1.0)
+        loss = np.logaddexp(0.0, -t * z[:, 0])
+    else:
+        codes = np.searchsorted(classes, y)
+        loss = logsumexp(z, axis=1) - z[np.arange(len(y)), codes]
+    S = s.sum()
+    return (s @ loss) / S + (coef**2).sum() / (2 * C * S)
 
 
-@pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer"])
-def test_objective_and_proba_match_sklearn(name: str) -> None:
-    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
-    ours = LogisticRegression(tol=1e-8, max_iter=1000).fit(X, y)
-    ref = SkLR(tol=1e-10, max_iter=10000).fit(X, y)
-    f_ours = _objective(ours.coef_, ours.intercept_, X, y, 1.0)
-    f_ref = _objective(ref.coef_, ref.intercept_, X, y, 1.0)
+@pytest.mark.parametrize("name", sorted(LOADERS))
+@pytest.mark.parametrize("C", [0.1, 1.0])
+def test_agrees_with_scikit_learn(name, C):
+    X, y = _data(name)
+    ref = sk.LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(X, y)
+    ours = LogisticRegression(C=C).fit(X, y)
+    f_ref = sk_objective(ref.coef_, ref.intercept_, X, y, C)
+    f_ours = sk_objective(ours.coef_, ours.intercept_, X, y, C)
     assert abs(f_ours - f_ref) <= 1e-6 * abs(f_ref)
     np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-4)
     assert ours.coef_.shape == ref.coef_.shape
+    assert ours.intercept_.shape == ref.intercept_.shape
+    assert ours.decision_function(X).shape == ref.decision_function(X).shape
+    np.testing.assert_array_equal(ours.classes_, ref.classes_)
+    assert ours.n_iter_.shape == (1,)
+    np.testing.assert_allclose(
+        ours.predict_log_proba(X),
+        log_softmax(np.log(ours.predict_proba(X)), axis=1),
+        atol=1e-12,
+    )
 
 
-def test_string_labels() -> None:
-    X, y = datasets.load_iris(return_X_y=True)
-    labels = np.array(["a", "b", "c"], dtype=object)[y]
-    ours = LogisticRegression().fit(X, labels)
-    assert list(ours.classes_) == ["a", "b", "c"]
-    assert set(ours.predict(X)) <= {"a", "b", "c"}
+def test_objective_detects_a_worse_fit():
+    X, y = _data("iris")
+    ref = sk.LogisticRegression(tol=1e-10, max_iter=10_000).fit(X, y)
+    f = sk_objective(ref.coef_, ref.intercept_, X, y, 1.0)
+    g = sk_objective(ref.coef_ * 1.01, ref.intercept_, X, y, 1.0)
+    assert g - f > 1e-6 * f
 
 
-def test_nan_rejected() -> None:
-    X = np.array([[np.nan, 1.0], [0.0, 1.0]])
-    with pytest.raises(ValueError):
-        LogisticRegression().fit(X, [0, 1])
+def test_float32_input():
+    X, y = _data("wine")
+    ref = sk.LogisticRegression(tol=1e-10, max_iter=10_000).fit(X, y)
+    ours = LogisticRegression(max_iter=1000).fit(X.astype(np.float32), y)
+    f_ref = sk_objective(ref.coef_, ref.intercept_, X, y, 1.0)
+    f_ours = sk_objective(ours.coef_, ours.intercept_, X, y, 1.0)
+    assert abs(f_ours - f_ref) <= 1e-4 * f_ref
+
+
+@pytest.mark.parametrize("name", ["iris", "breast_cancer"])
+def test_sample_weights_equal_repeated_rows(name):
+    X, y = _data(name)
+    rng = np.random.default_rng(0)
+    w = rng.integers(0, 4, len(y))
+    weighted = LogisticRegression(C=0.5).fit(X, y, sample_weight=w)
+    repeated = LogisticRegression(C=0.5).fit(np.repeat(X, w, 0), np.repeat(y, w))
+    np.testing.assert_allclose(weighted.coef_, repeated.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        weighted.predict_proba(X), repeated.predict_proba(X), rtol=1e-6, atol=1e-9
+    )
+    ref = sk.LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000)
+    ref.fit(X, y, sample_weight=w)
+    f_ref = sk_objective(ref.coef_, ref.intercept_, X, y, 0.5, w)
+    f_ours = sk_objective(weighted.coef_, weighted.intercept_, X, y, 0.5, w)
+    assert abs(f_ours - f_ref) <= 1e-6 * f_ref
+
+
+@pytest.mark.parametrize("name", ["wine", "breast_cancer"])
+def test_class_weight_balanced(name):
+    X, y = _data(name)
+    ref = sk.LogisticRegression(class_weight="balanced", tol=1e-10, max_iter=10_000)
+    ref.fit(X, y)
+    ours = LogisticRegression(class_weight="balanced").fit(X, y)
+    counts = np.bincount(y)
+    s = (len(y) / (len(counts) * counts))[y]
+    f_ref = sk_objective(ref.coef_, ref.intercept_, X, y, 1.0, s)
+    f_ours = sk_objective(ours.coef_, ours.intercept_, X, y, 1.0, s)
+    assert abs(f_ours - f_ref) <= 1e-6 * f_ref
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "labels", [np.array(["setosa", "versicolor", "virginica"]), np.array([-1, 1, 7])]
+)
+def test_any_labels(labels):
+    X, y = _data("iris")
+    yy = labels[y]
+    ours = LogisticRegression().fit(X, yy)
+    np.testing.assert_array_equal(ours.classes_, labels)
+    assert set(ours.predict(X)) <= set(labels)
+    assert ours.score(X, yy) > 0.9
+    if yy.dtype.kind == "U":
+        obj = LogisticRegression().fit(X, yy.astype(object))
+        np.testing.assert_array_equal(obj.predict(X), ours.predict(X))
+
+
+def test_binary_minus_one_one():
+    X, y = _data("breast_cancer")
+    ours = LogisticRegression().fit(X, np.where(y == 1, 1, -1))
+    np.testing.assert_array_equal(ours.classes_, [-1, 1])
+    assert ours.coef_.shape == (1, X.shape[1])
+    assert ours.decision_function(X).shape == (len(y),)
+
+
+def test_pickle_clone_pipeline_gridsearch():
+    X, y = LOADERS["iris"](return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    pipe.fit(X, y)
+    again = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(again.predict_proba(X), pipe.predict_proba(X))
+    est = pipe[-1]
+    assert isinstance(est.coef_, np.ndarray) and isinstance(est.intercept_, np.ndarray)
+    c = clone(est)
+    assert not hasattr(c, "coef_") and c.get_params() == est.get_params()
+    grid = GridSearchCV(pipe, {"logisticregression__C": [0.01, 1.0]}, cv=3).fit(X, y)
+    assert grid.best_params_["logisticregression__C"] in (0.01, 1.0)
+    assert grid.score(X, y) > 0.9
+
+
+def test_warm_start_starts_from_the_previous_fit():
+    X, y = _data("iris")
+    est = LogisticRegression(warm_start=True, max_iter=1000).fit(X, y)
+    first, n_first = est.coef_.copy(), est.n_iter_[0]
+    est.fit(X, y)
+    assert est.n_iter_[0] < n_first
+    np.testing.assert_allclose(est.coef_, first, atol=1e-6)
+
+
+def test_not_converged_warns():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = _data("digits")
+    with pytest.warns(ConvergenceWarning):
+        LogisticRegression(max_iter=2).fit(X, y)
+
+
+def test_no_intercept():
+    X, y = _data("wine")
+    ref = sk.LogisticRegression(fit_intercept=False, tol=1e-10, max_iter=10_000)
+    ref.fit(X, y)
+    ours = LogisticRegression(fit_intercept=False).fit(X, y)
+    np.testing.assert_array_equal(ours.intercept_, 0.0)
+    f_ref = sk_objective(ref.coef_, ref.intercept_, X, y, 1.0)
+    f_ours = sk_objective(ours.coef_, ours.intercept_, X, y, 1.0)
+    assert abs(f_ours - f_ref) <= 1e-6 * f_ref
+
+
+def test_bad_input_errors():
+    X, y = _data("iris")
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        LogisticRegression().fit(bad, y)
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        LogisticRegression().fit(bad, y)
+    with pytest.raises(ValueError, match="2D array"):
+        LogisticRegression().fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        LogisticRegression().fit(X, y + 0.5)
+    with pytest.raises(ValueError, match="class"):
+        LogisticRegression().fit(X, np.zeros_like(y))
+    with pytest.raises(ValueError, match=r"[Nn]egative"):
+        LogisticRegression().fit(X, y, sample_weight=-np.ones(len(y)))
+    with pytest.raises(ValueError, match="Complex"):
+        LogisticRegression().fit(X + 1j, y)
+    with pytest.raises(ValueError, match="C"):
+        LogisticRegression(C=-1.0).fit(X, y)
+    est = LogisticRegression().fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        est.predict(X[:, :2])
+    import scipy.sparse as sp
+
+    with pytest.raises(TypeError, match=r"[Ss]parse"):
+        LogisticRegression().fit(sp.csr_matrix(X), y)
+
+
+def test_pandas_feature_names():
+    pd = pytest.importorskip("pandas")
+    X, y = _data("iris")
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    est = LogisticRegression().fit(df, y)
+    np.testing.assert_array_equal(est.feature_names_in_, ["a", "b", "c", "d"])
+    assert est.n_features_in_ == 4
