@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -302,3 +303,81 @@ def test_command_bad_inputs(files, flags, message):
     with pytest.raises(probe.ProbeInputError, match=message) as info:
         command.run(_args(files, *flags, "--quiet"))
     assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------ sample weights and float64
+
+
+def _weighted_objective64(W, b, x, y, w, l2) -> float:
+    """sum w CE / sum w + (l2/2)||W||^2, in NumPy float64 (independent)."""
+    o = np.asarray(x, np.float64) @ np.asarray(W, np.float64) + np.asarray(b)
+    o = o - o.max(1, keepdims=True)
+    ce = np.log(np.exp(o).sum(1)) - o[np.arange(len(y)), y]
+    return float(np.sum(w * ce) / np.sum(w) + l2 / 2 * np.sum(np.square(W)))
+
+
+def _weighted_problem():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 240)
+    scales = rng.uniform(0.2, 5.0, 6)
+    x = (rng.normal(size=(240, 6)) + np.eye(4, 6)[y] * 1.5) * scales + 3.0
+    return x, y, rng.integers(0, 4, 240).astype(np.float64)
+
+
+def test_weighted_engine_in_float64_reaches_scikit_learns_optimum():
+    """Under x64, float64 input: solve, solve_lbfgs and sweep give float64
+    results at scikit-learn's weighted optimum (C = 1 / (l2 sum w))."""
+    from jaxsoft import train
+
+    x, y, w = _weighted_problem()
+    l2 = 1e-2
+    sk = LogisticRegression(C=1 / (l2 * w.sum()), tol=1e-12, max_iter=10_000)
+    sk.fit(x, y, sample_weight=w)
+    target = _weighted_objective64(sk.coef_.T, sk.intercept_, x, y, w, l2)
+    with jax.enable_x64(True):
+        sol = probe.solve(x, y, [l2], sample_weight=w, rtol=0.0, gtol=1e-10)
+        zeros = js.Params(jnp.zeros((6, 4), jnp.float64), jnp.zeros(4, jnp.float64))
+        exact, info = train.solve_lbfgs(zeros, x, y, l2=l2, tol=1e-9, sample_weight=w)
+        res = probe.sweep(x, y, [l2], x_val=x, y_val=y, sample_weight=w, rtol=1e-14)
+        loss = js.loss(exact, x, y, l2, sample_weight=w)
+    assert sol.params.W.dtype == exact.W.dtype == res.params.W.dtype == np.float64
+    assert loss.dtype == jnp.float64 and info.converged
+    for W, b in (
+        (sol.params.W[0, 0], sol.params.b[0, 0]),
+        (exact.W, exact.b),
+        (res.params.W, res.params.b),
+    ):
+        value = _weighted_objective64(W, b, x, y, w, l2)
+        assert value == pytest.approx(target, rel=1e-9)
+    assert float(loss) == pytest.approx(target, rel=1e-9)
+
+
+def test_integer_weights_equal_repeated_rows_and_zero_weights_dropped_rows():
+    x, y, w = _weighted_problem()
+    repeated = np.repeat(np.arange(len(y)), w.astype(int))
+    with jax.enable_x64(True):
+        weighted = probe.solve(x, y, [1e-2], sample_weight=w, rtol=0, gtol=1e-11)
+        rows = probe.solve(x[repeated], y[repeated], [1e-2], rtol=0, gtol=1e-11)
+        scaled = probe.solve(x, y, [1e-2], sample_weight=7 * w, rtol=0, gtol=1e-11)
+    np.testing.assert_allclose(weighted.params.W, rows.params.W, atol=1e-7)
+    np.testing.assert_allclose(weighted.params.b, rows.params.b, atol=1e-7)
+    np.testing.assert_allclose(weighted.params.W, scaled.params.W, atol=1e-7)
+
+
+def test_weights_change_the_optimum_and_bad_weights_are_refused():
+    """A solver that ignored the weights would land on the unweighted optimum."""
+    x, y, w = _weighted_problem()
+    weighted = probe.solve(x.astype(np.float32), y, [1e-2], sample_weight=w)
+    plain = probe.solve(x.astype(np.float32), y, [1e-2])
+    W, b = weighted.params.W[0, 0], weighted.params.b[0, 0]
+    Wp, bp = plain.params.W[0, 0], plain.params.b[0, 0]
+    at_weighted = _weighted_objective64(W, b, x, y, w, 1e-2)
+    assert at_weighted < _weighted_objective64(Wp, bp, x, y, w, 1e-2) - 1e-3
+    for bad, match in (
+        (-w, "negative"),
+        (np.full(len(y), np.nan), "NaN"),
+        (w[:-1], "shape"),
+        (np.zeros(len(y)), "0 for every"),
+    ):
+        with pytest.raises(probe.ProbeInputError, match=match):
+            probe.solve(x, y, [1e-2], sample_weight=bad)

@@ -166,3 +166,45 @@ def test_the_cli_refuses_a_batch_that_does_not_split_with_one_line(tmp_path):
     assert result.stderr.startswith("jaxsoft: error: --batch-size: batch_size 20")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_probe_and_weighted_solver_on_8_devices_equal_1_device():
+    """`probe.sweep` with mesh=None (8 devices), a 4-device mesh and the
+    1-device mesh, in memory and streamed, with sample weights; and the
+    weighted `solve_lbfgs`: the same objectives (1e-5) and the same head."""
+    out = run_on_8_devices(
+        """
+        from jaxsoft import probe
+        four = jax.make_mesh((4,), ("data",), devices=jax.devices()[:4])
+        w = np.random.default_rng(0).uniform(0.0, 3.0, len(y))
+        runs = {}
+        for name, mesh in (("eight", None), ("four", four), ("one", one)):
+            for stream in (False, True):
+                res = probe.sweep(
+                    x, y, [1e-3, 1e-1], x_val=x_test, y_val=y_test,
+                    sample_weight=w, mesh=mesh, chunk_rows=40,
+                    max_device_bytes=0 if stream else None,
+                )
+                runs[f"{name}-{stream}"] = {
+                    "objective": res.objective.tolist(), "best": res.best,
+                    "devices": len(jax.devices()) if mesh is None else mesh.size,
+                }
+            zeros = js.init_params(jax.random.key(0), 16, 3, scale=0.0)
+            _, info = train.solve_lbfgs(
+                zeros, x, y, l2=1e-2, sample_weight=w, mesh=mesh
+            )
+            runs[f"{name}-lbfgs"] = {"objective": info.objective}
+        out["runs"] = runs
+        """
+    )["runs"]
+    assert out["eight-False"]["devices"] == 8
+    reference = out["one-False"]
+    for name, run in out.items():
+        if name.endswith("lbfgs"):
+            continue
+        np.testing.assert_allclose(run["objective"], reference["objective"], rtol=1e-5)
+        assert run["best"] == reference["best"], name
+    for name in ("eight-lbfgs", "four-lbfgs"):
+        assert out[name]["objective"] == pytest.approx(
+            out["one-lbfgs"]["objective"], rel=1e-5
+        )

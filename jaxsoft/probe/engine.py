@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxsoft import model, sharding, weights
+from jaxsoft import model, sharding, validation, weights
 from jaxsoft.probe import basis as basis_lib
 from jaxsoft.probe import lbfgs, placement
 from jaxsoft.probe.features import ProbeInputError, validate_features
@@ -154,9 +154,12 @@ def prior_start(
     return sharding.replicate(theta, problem.rows.mesh)
 
 
+_from_params = jax.jit(jax.vmap(basis_lib.from_params, in_axes=(None, 0, 0)))
+
+
 def params_start(problem: Problem, start: model.Params, l2: np.ndarray):
     """Starting points (H, P) from `Params` W (H, d, q), b (H, q)."""
-    theta = jax.jit(jax.vmap(basis_lib.from_params, in_axes=(None, 0, 0)))(
+    theta = _from_params(
         problem.basis,
         sharding.replicate(model.Params(start.W, start.b), problem.rows.mesh),
         sharding.replicate(np.asarray(l2, problem.dtype), problem.rows.mesh),
@@ -197,8 +200,6 @@ def settings(
     rtol: Any, gtol: Any, gtol_norm: str, max_iter: Any, memory: Any = 10
 ) -> lbfgs.Settings:
     """Checked `lbfgs.Settings` (a `ProbeInputError` names a bad one)."""
-    from jaxsoft import validation
-
     try:
         rtol = validation.non_negative_float("rtol", rtol)
         gtol = 0.0 if gtol is None else validation.non_negative_float("gtol", gtol)

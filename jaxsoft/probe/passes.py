@@ -45,7 +45,8 @@ class Chunk(NamedTuple):
     """m rows on the mesh (rows sharded over ``"data"``).
 
     Attributes:
-      x: (m, d) features, centred when the `Rows` are in memory.
+      x: (m, d) features, centred when the `Rows` are in memory (bf16 and
+        f16 features stay as they are and are centred inside each pass).
       y: (m,) int32 labels; -1 marks a padding row.
       w: (m,) sample weights in the compute dtype; 0 on padding rows.
       member: (m, G) bool, whether the row is in each training set.
@@ -220,11 +221,22 @@ class Moments(NamedTuple):
     second: np.ndarray
 
 
+def _centred(chunk: Chunk, shift: jax.Array, centred: bool) -> jax.Array:
+    """The chunk's features centred in the compute dtype (inside a pass)."""
+    return chunk.x if centred else chunk.x.astype(shift.dtype) - shift
+
+
+def _accumulate(rows: Rows, chunk_fn: Any, acc: Any, *args: Any, **static: Any):
+    """``acc`` after ``chunk_fn(acc, chunk, *args, shift, centred=...)`` per chunk."""
+    for chunk in rows:
+        centred = rows.centred and chunk.x.dtype == rows.dtype
+        acc = chunk_fn(acc, chunk, *args, rows.shift, centred=centred, **static)
+    return acc
+
+
 @functools.partial(jax.jit, static_argnames=("diagonal", "centred"))
 def _moments_chunk(acc, chunk: Chunk, shift, *, diagonal: bool, centred: bool):
-    dt = shift.dtype
-    xc = chunk.x if centred else chunk.x.astype(dt) - shift
-    xc = xc.astype(dt)
+    xc = _centred(chunk, shift, centred)
     w = chunk.w
     wx = xc * w[:, None]
     second = jnp.sum(wx * xc, axis=0) if diagonal else wx.T @ xc
@@ -237,15 +249,7 @@ def moments_pass(rows: Rows, *, diagonal: bool) -> Moments:
     d = rows.d
     second = jnp.zeros((d,) if diagonal else (d, d), dt)
     acc = sharding.replicate((jnp.zeros((), dt), jnp.zeros(d, dt), second), rows.mesh)
-    centred = rows.centred
-    for chunk in rows:
-        acc = _moments_chunk(
-            acc,
-            chunk,
-            rows.shift,
-            diagonal=diagonal,
-            centred=centred and chunk.x.dtype == dt,
-        )
+    acc = _accumulate(rows, _moments_chunk, acc, diagonal=diagonal)
     total, s1, s2 = (np.asarray(sharding.to_host(a), np.float64) for a in acc)
     m1 = s1 / total
     centre = s2 / total - (m1 * m1 if diagonal else np.outer(m1, m1))
@@ -263,7 +267,7 @@ def _head_logits(x: jax.Array, W: jax.Array, c: jax.Array) -> jax.Array:
 def _grad_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
     """Adds one chunk's weighted cross-entropy sums and gradients to ``acc``."""
     H, d, q = W.shape
-    x = chunk.x if centred else chunk.x.astype(shift.dtype) - shift
+    x = _centred(chunk, shift, centred)
     o = _head_logits(x, W, c)
     weight = chunk.w[:, None] * chunk.member[:, group]  # (m, H)
     log_p = losses.log_softmax(o)
@@ -290,18 +294,7 @@ def grad_pass(
     rows of set ``group[h]``. Sums, not means: the caller divides by each
     head's total weight.
     """
-    acc = _grad_zeros(W, c)
-    for chunk in rows:
-        acc = _grad_chunk(
-            acc,
-            chunk,
-            W,
-            c,
-            group,
-            rows.shift,
-            centred=rows.centred and chunk.x.dtype == rows.dtype,
-        )
-    return acc
+    return _accumulate(rows, _grad_chunk, _grad_zeros(W, c), W, c, group)
 
 
 class Scores(NamedTuple):
@@ -321,7 +314,7 @@ class Scores(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames="centred")
 def _score_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
-    x = chunk.x if centred else chunk.x.astype(shift.dtype) - shift
+    x = _centred(chunk, shift, centred)
     o = _head_logits(x, W, c)  # (m, H, q)
     k = min(5, o.shape[-1])
     y = jnp.maximum(chunk.y, 0)[:, None, None]
@@ -351,14 +344,5 @@ def score_pass(rows: Rows, W: jax.Array, c: jax.Array, group: jax.Array) -> Scor
     """
     H = W.shape[0]
     acc = sharding.replicate(tuple(jnp.zeros(H, W.dtype) for _ in range(6)), rows.mesh)
-    for chunk in rows:
-        acc = _score_chunk(
-            acc,
-            chunk,
-            W,
-            c,
-            group,
-            rows.shift,
-            centred=rows.centred and chunk.x.dtype == rows.dtype,
-        )
+    acc = _accumulate(rows, _score_chunk, acc, W, c, group)
     return Scores(*(np.asarray(sharding.to_host(a), np.float64) for a in acc))
