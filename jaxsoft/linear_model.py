@@ -39,14 +39,18 @@ float32. Fitted attributes are NumPy arrays: the estimators pickle and clone.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
+from numbers import Integral
 
 import jax
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
+from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
+from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -55,7 +59,7 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from jaxsoft.model import Params
 from jaxsoft.probe import solve
 
-__all__ = ["LogisticRegression"]
+__all__ = ["LogisticRegression", "LogisticRegressionCV"]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -63,6 +67,19 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
+
+
+def _class_weights(class_weight, classes, y, sw) -> np.ndarray:
+    """Per-class weights (k,); "balanced" counts rows by their sample weight.
+
+    scikit-learn >= 1.6 weighs the class counts of "balanced" by the sample
+    weights (so integer weights equal repeated rows); earlier ones did not.
+    """
+    if "sample_weight" in inspect.signature(compute_class_weight).parameters:
+        return compute_class_weight(
+            class_weight, classes=classes, y=y, sample_weight=sw
+        )
+    return compute_class_weight(class_weight, classes=classes, y=y)
 
 
 def _prepare_targets(estimator, y, sample_weight, X):
@@ -78,8 +95,7 @@ def _prepare_targets(estimator, y, sample_weight, X):
         sample_weight, X, dtype=np.float64, ensure_non_negative=True
     )
     if estimator.class_weight is not None:
-        cw = compute_class_weight(estimator.class_weight, classes=classes, y=y)
-        sw = sw * cw[codes]
+        sw = sw * _class_weights(estimator.class_weight, classes, y, sw)[codes]
     present = np.bincount(codes, weights=sw, minlength=len(classes)) > 0
     if present.sum() < 2:
         raise ValueError(
@@ -133,13 +149,29 @@ def _solve(X, codes, sw, l2s, q, *, tol, max_iter, fit_intercept, mesh, **kw):
     )
     if X.dtype == np.float64:
         with jax.enable_x64(True):
-            sol = solve(X, codes, list(l2s), **kwargs)
+            sol = solve(X, codes, np.asarray(l2s, np.float64), **kwargs)
     else:
-        sol = solve(X, codes, list(l2s), **kwargs)
+        sol = solve(X, codes, np.asarray(l2s, np.float64), **kwargs)
     return sol, sol.converged | (sol.grad_norm <= gtol)
 
 
-class LogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
+class _Probabilities(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
+    """`predict_proba` and `predict_log_proba` from the linear decision."""
+
+    def predict_proba(self, X):
+        """Class probabilities (n, n_classes)."""
+        z = self.decision_function(X)
+        if z.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-z))
+            return np.column_stack([1.0 - p, p])
+        return _softmax(np.array(z, dtype=np.float64, copy=True))
+
+    def predict_log_proba(self, X):
+        """Log class probabilities (n, n_classes)."""
+        return np.log(self.predict_proba(X))
+
+
+class LogisticRegression(_Probabilities):
     """Logistic regression (scikit-learn's lbfgs model) on jaxsoft's engine.
 
     Parameters have scikit-learn's meaning; ``mesh`` is a `jax.sharding.Mesh`
@@ -236,14 +268,245 @@ class LogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
             )
         return self
 
-    def predict_proba(self, X):
-        """Class probabilities (n, n_classes)."""
-        z = self.decision_function(X)
-        if z.ndim == 1:
-            p = 1.0 / (1.0 + np.exp(-z))
-            return np.column_stack([1.0 - p, p])
-        return _softmax(np.array(z, dtype=np.float64, copy=True))
 
-    def predict_log_proba(self, X):
-        """Log class probabilities (n, n_classes)."""
-        return np.log(self.predict_proba(X))
+def _grid_of_cs(Cs) -> np.ndarray:
+    """scikit-learn's grid: ``np.logspace(-4, 4, Cs)`` for an int, else Cs."""
+    if isinstance(Cs, Integral):
+        return np.logspace(-4, 4, int(Cs))
+    grid = np.asarray(Cs, dtype=np.float64).ravel()
+    if grid.size == 0 or not np.all(np.isfinite(grid) & (grid > 0)):
+        raise ValueError(f"Cs must be positive, finite numbers; got {Cs!r}.")
+    return grid
+
+
+def _fold_scorer(scoring, classes):
+    """A callable (estimator, X, y, **kw) scoring one held-out fold.
+
+    As scikit-learn's ``_log_reg_scoring_path``: None is the estimator's
+    weighted accuracy; a scorer whose metric takes ``labels`` gets every
+    class (a fold may lack some).
+    """
+    if scoring is None:
+        return lambda est, X, y, **kw: est.score(X, y, **kw)
+    scorer = get_scorer(scoring)
+    func = getattr(scorer, "_score_func", None)
+    if func is not None and "labels" in inspect.signature(func).parameters:
+        extra = {}
+        if len(classes) <= 2 and "pos_label" in inspect.signature(func).parameters:
+            extra["pos_label"] = classes[-1]
+        scorer = make_scorer(
+            func,
+            greater_is_better=scorer._sign == 1,
+            response_method=scorer._response_method,
+            labels=classes,
+            **extra,
+            **getattr(scorer, "_kwargs", {}),
+        )
+    return scorer
+
+
+class LogisticRegressionCV(_Probabilities):
+    """Logistic regression with C chosen by cross-validation, on jaxsoft's engine.
+
+    scikit-learn's ``LogisticRegressionCV(solver="lbfgs")`` (its legacy
+    attributes, the default of scikit-learn 1.9): the same folds, the same
+    per-fold objective ``sum_i s_i l_i / S_g + ||W||^2 / (2 C S_g)``, the same
+    scores and choice of C. Every fold and every C is one head of a single
+    `jaxsoft.probe.solve`: all of them share each pass over the data.
+
+    Parameters have scikit-learn's meaning (``Cs`` an int gives
+    ``np.logspace(-4, 4, Cs)``; ``cv`` None is stratified 5-fold; ``scoring``
+    None is accuracy); ``mesh`` is a `jax.sharding.Mesh` with a "data" axis
+    (None: every device).
+
+    Attributes (k = 1 for two classes, else the number of classes; F folds,
+    L Cs, d' = d + fit_intercept):
+      Cs_ (L,); C_ (1,) or (n_classes,); scores_ {class: (F, L)};
+      coefs_paths_ {class: (F, L, d')}; n_iter_ (1, F, L); coef_ (k, d);
+      intercept_ (k,). With ``use_legacy_attributes=False`` (scikit-learn's
+      coming default): C_ a float, scores_ (F, 1, L), coefs_paths_
+      (F, 1, L, k, d'), n_iter_ (F, 1, L).
+    """
+
+    _parameter_constraints: dict = {  # noqa: RUF012
+        "Cs": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "fit_intercept": ["boolean"],
+        "cv": ["cv_object"],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "refit": ["boolean"],
+        "verbose": ["verbose"],
+        "use_legacy_attributes": ["boolean"],
+        "mesh": "no_validation",
+    }
+
+    def __init__(
+        self,
+        Cs=10,
+        *,
+        fit_intercept=True,
+        cv=None,
+        scoring=None,
+        tol=1e-4,
+        max_iter=100,
+        class_weight=None,
+        refit=True,
+        verbose=0,
+        use_legacy_attributes=True,
+        mesh=None,
+    ):
+        self.Cs = Cs
+        self.fit_intercept = fit_intercept
+        self.cv = cv
+        self.scoring = scoring
+        self.tol = tol
+        self.max_iter = max_iter
+        self.class_weight = class_weight
+        self.refit = refit
+        self.verbose = verbose
+        self.use_legacy_attributes = use_legacy_attributes
+        self.mesh = mesh
+
+    def fit(self, X, y, sample_weight=None, **params):
+        """Cross-validates every C, then refits; returns self.
+
+        ``params`` go to the splitter's ``split`` (e.g. ``groups``).
+        """
+        self._validate_params()
+        X, y = validate_data(
+            self, X, y, accept_sparse=False, dtype=[np.float64, np.float32], order="C"
+        )
+        codes, sw, classes = _prepare_targets(self, y, sample_weight, X)
+        self.classes_ = classes
+        q, (n, d) = len(classes), X.shape
+        k = 1 if q == 2 else q
+        Cs = _grid_of_cs(self.Cs)
+        folds = list(check_cv(self.cv, y, classifier=True).split(X, y, **params))
+        F, L = len(folds), len(Cs)
+        sets = np.zeros((F, n), dtype=bool)
+        for g, (train, _) in enumerate(folds):
+            sets[g, train] = True
+        totals = sets @ sw
+        if not np.all(totals > 0):
+            raise ValueError(
+                "A cross-validation fold has a total sample weight of 0 in its "
+                "training rows; give those rows positive weights or use fewer folds."
+            )
+        coefs = np.zeros((F, L, k, d), np.float64)
+        intercepts = np.zeros((F, L, k), np.float64)
+        n_iter = np.zeros((F, L), np.int32)
+        converged = np.ones((F, L), bool)
+        if self.max_iter > 0:
+            l2 = (2.0 if q == 2 else 1.0) / (Cs[None, :] * totals[:, None])
+            sol, converged = _solve(
+                X,
+                codes,
+                sw,
+                l2,
+                q,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                fit_intercept=self.fit_intercept,
+                mesh=self.mesh,
+                row_sets=sets,
+            )
+            for g in range(F):
+                for i in range(L):
+                    c, b = _from_engine(sol.params.W[g, i], sol.params.b[g, i], q)
+                    coefs[g, i], intercepts[g, i] = c, b
+            n_iter = np.asarray(sol.iterations, np.int32)
+        if not self.fit_intercept:
+            intercepts[:] = 0.0
+        scores = self._score_folds(X, y, sample_weight, folds, coefs, intercepts)
+        self.Cs_ = Cs
+        if self.refit:
+            best = int(np.argmax(scores.sum(axis=0)))
+            C = float(Cs[best])
+            self.coef_, self.intercept_, refit_ok = self._refit(
+                X, codes, sw, C, coefs[:, best].mean(0), intercepts[:, best].mean(0)
+            )
+            converged = np.append(converged.ravel(), refit_ok)
+        else:
+            per_fold = np.argmax(scores, axis=1)
+            C = float(np.mean(Cs[per_fold]))
+            self.coef_ = coefs[np.arange(F), per_fold].mean(axis=0)
+            self.intercept_ = intercepts[np.arange(F), per_fold].mean(axis=0)
+        self.coef_ = np.asarray(self.coef_, X.dtype)
+        self.intercept_ = np.asarray(self.intercept_, X.dtype)
+        self._set_paths(classes, k, C, coefs, intercepts, scores, n_iter)
+        if not bool(np.all(converged)):
+            warnings.warn(
+                "jaxsoft's solver failed to converge for some folds and Cs within "
+                f"max_iter={self.max_iter} iterations; increase max_iter or scale "
+                "the data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _score_folds(self, X, y, sample_weight, folds, coefs, intercepts):
+        """Scores (F, L) of every fold's model on its held-out rows."""
+        model = LogisticRegression(fit_intercept=self.fit_intercept)
+        model.classes_ = self.classes_
+        model.n_features_in_ = self.n_features_in_
+        if hasattr(self, "feature_names_in_"):
+            model.feature_names_in_ = self.feature_names_in_
+        score = _fold_scorer(self.scoring, self.classes_)
+        weights = (
+            None
+            if sample_weight is None
+            else _check_sample_weight(sample_weight, X, dtype=np.float64)
+        )
+        scores = np.zeros(coefs.shape[:2])
+        for g, (_, test) in enumerate(folds):
+            kw = {} if weights is None else {"sample_weight": weights[test]}
+            for i in range(coefs.shape[1]):
+                model.coef_, model.intercept_ = coefs[g, i], intercepts[g, i]
+                scores[g, i] = score(model, X[test], y[test], **kw)
+        return scores
+
+    def _refit(self, X, codes, sw, C, coef, intercept):
+        """The fit on every row at C, from the folds' mean at C."""
+        q = len(self.classes_)
+        if self.max_iter == 0:
+            return coef, intercept, True
+        start = _to_engine_start(coef, intercept, q)
+        start = Params(start.W.astype(X.dtype), start.b.astype(X.dtype))
+        sol, converged = _solve(
+            X,
+            codes,
+            sw,
+            [_l2(C, sw.sum(), q)],
+            q,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            fit_intercept=self.fit_intercept,
+            mesh=self.mesh,
+            start=start,
+        )
+        coef, intercept = _from_engine(sol.params.W[0, 0], sol.params.b[0, 0], q)
+        if not self.fit_intercept:
+            intercept = np.zeros_like(intercept)
+        return coef, intercept, bool(converged[0, 0])
+
+    def _set_paths(self, classes, k, C, coefs, intercepts, scores, n_iter):
+        """``C_``, ``scores_``, ``coefs_paths_``, ``n_iter_`` as scikit-learn's."""
+        paths = coefs  # (F, L, k, d)
+        if self.fit_intercept:
+            paths = np.concatenate([coefs, intercepts[..., None]], axis=-1)
+        keys = classes[1:] if k == 1 else classes
+        self.l1_ratios_ = np.array([None])
+        if self.use_legacy_attributes:
+            self.C_ = np.full(k, C)
+            self.l1_ratio_ = np.full(k, None)
+            self.scores_ = {c: scores.copy() for c in keys}
+            self.coefs_paths_ = {c: paths[:, :, j].copy() for j, c in enumerate(keys)}
+            self.n_iter_ = n_iter[None]
+        else:
+            self.C_ = C
+            self.l1_ratio_ = 0.0
+            self.scores_ = scores[:, None]
+            self.coefs_paths_ = paths[:, None]
+            self.n_iter_ = n_iter[:, None]

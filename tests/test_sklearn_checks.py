@@ -7,9 +7,9 @@ pytest.importorskip("pandas")
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from jaxsoft.linear_model import LogisticRegression
+from jaxsoft.linear_model import LogisticRegression, LogisticRegressionCV
 
 
-@parametrize_with_checks([LogisticRegression()])
+@parametrize_with_checks([LogisticRegression(), LogisticRegressionCV()])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -61,12 +61,19 @@ class Problem(NamedTuple):
     dtype: np.dtype
 
 
-def check_l2(l2: Any) -> np.ndarray:
-    """The strengths as a float64 array (L,), each finite and > 0."""
+def check_l2(l2: Any, *, per_set: bool = False) -> np.ndarray:
+    """The strengths as a float64 array (L,), each finite and > 0.
+
+    With ``per_set``, a (G, L) array (one row of strengths per training set)
+    is accepted too.
+    """
     values = np.atleast_1d(np.asarray(l2, dtype=object))
-    if values.ndim != 1 or values.size == 0:
-        raise ProbeInputError("l2 must list at least one strength, e.g. 1e-6 1e-4.")
-    for value in values:
+    if values.ndim not in ((1, 2) if per_set else (1,)) or values.size == 0:
+        raise ProbeInputError(
+            "l2 must list at least one strength, e.g. 1e-6 1e-4"
+            + (", or one row of strengths per training set." if per_set else ".")
+        )
+    for value in values.ravel():
         ok = isinstance(value, (int, float, np.integer, np.floating))
         if not ok or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
             raise ProbeInputError(f"l2 strengths must be numbers > 0, got {value!r}.")
@@ -256,7 +263,9 @@ def solve(
         mode is on, e.g. inside ``with jax.enable_x64(True):``), integer or
         bool.
       y: integer labels (n,) in [0, q).
-      l2: the strengths (L,), each > 0.
+      l2: the strengths (L,), each > 0, the same for every training set; or
+        (G, L), one row per set (scikit-learn's ``1 / (C S_g)`` differs per
+        cross-validation fold with the fold's total weight ``S_g``).
       num_classes: q (default: the largest label + 1).
       sample_weight: (n,) weights >= 0 (None: all 1).
       row_sets: (G, n) bool, the rows of each training set (e.g. the train
@@ -297,7 +306,7 @@ def solve(
       >>> sol.params.W.shape, bool(sol.converged.all())
       ((1, 2, 4, 3), True)
     """
-    l2 = check_l2(l2)
+    l2 = check_l2(l2, per_set=True)
     cfg = settings(rtol, gtol, gtol_norm, max_iter, memory_size)
     q = default_num_classes(y) if num_classes is None else num_classes
     if check_input:
@@ -306,7 +315,12 @@ def solve(
     n, d = len(y), int(x.shape[1])
     w = checked_weight(sample_weight, n, "train")
     sets = checked_sets(row_sets, n)
-    G, L = len(sets), len(l2)
+    G, L = len(sets), l2.shape[-1]
+    if l2.ndim == 2 and l2.shape[0] != G:
+        raise ProbeInputError(
+            f"l2 has {l2.shape[0]} rows of strengths but row_sets has {G} "
+            "training sets; give one row per set, or one row (L,) for all."
+        )
     count = sets.astype(np.float64) @ (np.ones(n) if w is None else w)
     if not np.all(count > 0):
         bad = int(np.flatnonzero(~(count > 0))[0])
@@ -320,7 +334,8 @@ def solve(
         chunk_rows=placement.chunk_rows(G * L, q, chunk_rows),
         fit_intercept=bool(fit_intercept),
     )
-    l2_all, group = np.tile(l2, G), np.repeat(np.arange(G), L)
+    l2_all = np.tile(l2, G) if l2.ndim == 1 else l2.reshape(G * L)
+    group = np.repeat(np.arange(G), L)
     if start is None:
         theta0 = prior_start(problem, y, w, G * L, bool(fit_intercept))
     else:
