@@ -27,7 +27,14 @@ def test_init_params_shapes_dtype_and_scale():
     chex.assert_shape(params.b, (10,))
     chex.assert_type([params.W, params.b], jnp.float32)
     np.testing.assert_array_equal(params.b, 0.0)
-    assert 0.005 < float(jnp.std(params.W)) < 0.015  # N(0, 0.01^2)
+    # N(0, 0.01^2): 7,840 draws give the sample std a standard error of
+    # 0.01 / sqrt(2 * 7840) ~ 8e-5, so 5 standard errors is 4e-4; a sqrt(2)
+    # scaled init (0.01414) or a uniform draw would fail, as would a mean shift.
+    w = np.asarray(params.W, np.float64)
+    assert abs(w.std() - 0.01) < 4e-4
+    assert abs(w.mean()) < 5 * 0.01 / np.sqrt(w.size)
+    kurtosis = np.mean((w - w.mean()) ** 4) / w.var() ** 2
+    assert abs(kurtosis - 3.0) < 5 * np.sqrt(24 / w.size)  # normal, not uniform
     assert params.num_features == 784 and params.num_classes == 10
 
 
@@ -168,3 +175,19 @@ def test_params_is_a_pytree():
     doubled = jax.tree.map(lambda a: 2 * a, params)
     assert isinstance(doubled, js.Params)
     np.testing.assert_array_equal(doubled.W, 2 * params.W)
+
+
+def test_predict_proba_matches_a_float64_softmax_with_nonzero_w_and_b():
+    params, x = random_problem(11, n=7, d=4, q=6)
+    o = np.asarray(x, np.float64) @ np.asarray(params.W, np.float64) + np.asarray(
+        params.b, np.float64
+    )
+    expected = np.exp(o - o.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        js.predict_proba(params, x), expected, rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        js.predict_proba(params, x[3]), expected[3], rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_array_equal(js.predict(params, x), expected.argmax(axis=1))

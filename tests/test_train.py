@@ -452,13 +452,34 @@ def test_evaluate_validates(x, y, kwargs, match):
         train.evaluate(_params(3, 2), x, y, **kwargs)
 
 
+def _numpy_softmax(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Float64 softmax(x W + b) of shape (n, q)."""
+    o = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b)
+    e = np.exp(o - o.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def test_top_k():
     params = js.Params(W=jnp.eye(3), b=jnp.zeros(3))
     classes, probs = js.top_k(params, np.array([[0.0, 2.0, 1.0]]), k=5)
     classes, probs = np.asarray(classes), np.asarray(probs)
     assert classes.tolist() == [[1, 2, 0]]
-    np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-6)
-    assert probs[0, 0] > probs[0, 1] > probs[0, 2]
+    e = np.exp([2.0, 1.0, 0.0])
+    np.testing.assert_allclose(probs[0], e / e.sum(), rtol=1e-6)
+
+
+def test_top_k_matches_a_numpy_softmax_with_more_classes_than_k():
+    rng = np.random.default_rng(7)
+    w, b = rng.normal(size=(4, 9)), rng.normal(size=9)
+    x = rng.normal(size=(6, 4))
+    params = js.Params(W=jnp.asarray(w, jnp.float32), b=jnp.asarray(b, jnp.float32))
+    classes, probs = js.top_k(params, x.astype(np.float32), k=4)
+    expected = _numpy_softmax(x, w, b)
+    order = np.argsort(-expected, axis=1)[:, :4]
+    np.testing.assert_array_equal(classes, order)
+    np.testing.assert_allclose(
+        probs, np.take_along_axis(expected, order, axis=1), rtol=1e-5, atol=1e-6
+    )
 
 
 # ------------------------------------------------------------------ L-BFGS
