@@ -92,7 +92,27 @@ def test_choice_matches_sklearn(result, reference):
     assert result.best == choose(sk_val, L2) == choose(result.val_accuracy, L2)
     np.testing.assert_array_equal(result.params.W, result.heads.W[result.best])
     assert result.selection == "validation" and result.fold_accuracy is None
-    assert result.train_top5.min() >= result.train_accuracy.max() - 1
+
+
+def _top5_64(W, b, x, y) -> float:
+    """Float64 fraction of rows whose label is among the 5 largest logits."""
+    o = np.asarray(x, np.float64) @ np.asarray(W, np.float64) + np.asarray(b)
+    return float(np.mean((np.argsort(-o, axis=1)[:, :5] == y[:, None]).any(1)))
+
+
+def test_train_and_val_scores_match_numpy(result):
+    W, b = np.asarray(result.heads.W), np.asarray(result.heads.b)
+    heads = range(len(L2))
+    np.testing.assert_allclose(
+        result.train_accuracy, [accuracy(W[h], b[h], *TRAIN) for h in heads], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        result.train_top5, [_top5_64(W[h], b[h], *TRAIN) for h in heads], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        result.val_top5, [_top5_64(W[h], b[h], *VAL) for h in heads], atol=1e-6
+    )
+    assert result.train_top5.min() < 1  # the underfit head makes top-5 informative
 
 
 def test_ties_go_to_the_larger_l2():
