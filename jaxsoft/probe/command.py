@@ -3,7 +3,8 @@
     jaxsoft probe --train TRAIN.npz --val VAL.npz [--test TEST.npz]
                   [--l2 1e-6 1e-5 ...] --out DIR
 
-A split is an ``.npz`` file holding ``x`` and ``y``, or two ``.npy`` files
+A split is an ``.npz`` file holding ``x`` and ``y`` (and optionally
+``sample_weight`` (n,), the rows' weights), or two ``.npy`` files
 (features, labels; memory-mapped). Without ``--val`` the strength is chosen
 by k-fold cross-validation on the training split. `run` raises
 `ProbeInputError` (a ValueError, one line) for bad inputs; the CLI maps it
@@ -20,7 +21,12 @@ from typing import Any
 import numpy as np
 
 from jaxsoft.probe import report
-from jaxsoft.probe.features import ProbeInputError, load_features, validate_features
+from jaxsoft.probe.features import (
+    ProbeInputError,
+    load_features,
+    load_sample_weight,
+    validate_features,
+)
 from jaxsoft.probe.scoring import score
 from jaxsoft.probe.solver import Progress
 from jaxsoft.probe.sweep import DEFAULT_L2, SweepResult, sweep
@@ -38,7 +44,10 @@ def add_parser(subparsers: Any) -> None:
             "features and keeps the one with the best validation accuracy."
         ),
     )
-    split = "an .npz file with x and y, or X.npy Y.npy"
+    split = (
+        "an .npz file with x and y (and optionally sample_weight, one weight "
+        ">= 0 per row), or X.npy Y.npy"
+    )
     parser.add_argument("--train", nargs="+", required=True, metavar="FILE", help=split)
     parser.add_argument(
         "--val",
@@ -80,6 +89,36 @@ def _load(paths: list[str] | None, split: str) -> tuple[Any, Any] | None:
     return load_features(paths[0] if len(paths) == 1 else tuple(paths), split=split)
 
 
+def _weight(paths: list[str] | None) -> np.ndarray | None:
+    """The ``sample_weight`` array of a split given as one ``.npz``, or None."""
+    return load_sample_weight(paths[0]) if paths and len(paths) == 1 else None
+
+
+def _check_classes(train: tuple[Any, Any], val: tuple[Any, Any] | None) -> None:
+    """Refuses a one-class training split and validation classes unseen in it."""
+    labels = np.asarray(train[1])
+    if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu":
+        return  # sweep says what is wrong with the labels
+    seen = np.unique(labels)
+    if seen.size < 2:
+        raise ProbeInputError(
+            f"the training split has one class ({seen[0]}); a probe needs "
+            "examples of at least two classes in y_train."
+        )
+    if val is None:
+        return
+    val_labels = np.asarray(val[1])
+    if val_labels.ndim != 1 or val_labels.dtype.kind not in "iu":
+        return
+    unseen = np.setdiff1d(np.unique(val_labels), seen)
+    if unseen.size:
+        raise ProbeInputError(
+            f"class {unseen[0]} is in y_val but missing from the training "
+            f"split (classes missing from training: {unseen.tolist()}); add "
+            "training examples of it or drop it from the validation split."
+        )
+
+
 def _check_test(train: tuple[Any, Any], test: tuple[Any, Any] | None):
     """Validates the test split against the training one before any solve."""
     if test is None:
@@ -94,9 +133,26 @@ def _check_test(train: tuple[Any, Any], test: tuple[Any, Any] | None):
 
 
 def _progress_bar(quiet: bool):
-    """A tqdm bar over finished heads (stderr), or None when quiet."""
+    """A tqdm bar over finished heads on a terminal's stderr.
+
+    Off a terminal (a log file, a pipe) there is no bar: one line per
+    finished head instead, so logs hold no carriage-return fragments.
+    """
     if quiet:
         return None, lambda: None
+    if not sys.stderr.isatty():
+        done = [0]
+
+        def log(p: Progress) -> None:
+            finished = p.total - p.running
+            if finished > done[0]:
+                done[0] = finished
+                print(
+                    f"probe: {finished}/{p.total} heads done ({p.passes} passes)",
+                    file=sys.stderr,
+                )
+
+        return log, lambda: None
     from tqdm.auto import tqdm
 
     bar = tqdm(desc="probe", unit="head", file=sys.stderr, leave=False)
@@ -126,10 +182,26 @@ def _print_table(res: SweepResult, table: list[dict[str, Any]], out: Path) -> No
     )
 
 
+INTERRUPTED = 130  # the shell's exit code for SIGINT
+
+
 def run(args: argparse.Namespace) -> int:
-    """Runs the probe described by parsed ``args``; returns the exit code (0)."""
+    """Runs the probe described by parsed ``args``; returns the exit code.
+
+    0 when done; 130 after Ctrl-C, before anything is written (a probe has
+    no checkpoints to resume from).
+    """
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("jaxsoft: probe interrupted; nothing was written", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     train = _load(args.train, "train")
     val = _load(args.val, "val")
+    _check_classes(train, val)
     test = _check_test(train, _load(args.test, "test"))
     l2 = DEFAULT_L2 if args.l2 is None else args.l2
     out = Path(args.out)
@@ -148,13 +220,19 @@ def run(args: argparse.Namespace) -> int:
             max_iter=args.max_iter,
             max_device_bytes=args.max_device_bytes,
             progress=show,
+            sample_weight=_weight(args.train),
+            val_sample_weight=None if val is None else _weight(args.val),
         )
     finally:
         close()
     scores = None
     if test is not None:
         scores = score(
-            res.heads, *test, max_device_bytes=args.max_device_bytes, check=False
+            res.heads,
+            *test,
+            max_device_bytes=args.max_device_bytes,
+            check=False,
+            sample_weight=_weight(args.test),
         )
     try:
         report.write_outputs(res, out, scores)

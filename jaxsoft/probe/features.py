@@ -3,7 +3,8 @@
 A split is given as
 
 - a pair of arrays ``(x, y)`` (NumPy or JAX; x (n, d), y (n,) int);
-- the path of an ``.npz`` file holding arrays named ``x`` and ``y``;
+- the path of an ``.npz`` file holding arrays named ``x`` and ``y`` (and,
+  optionally, ``sample_weight`` (n,), read by `load_sample_weight`);
 - a pair of paths ``(x.npy, y.npy)``: memory-mapped, so the features need
   not fit in host memory (`jaxsoft.probe.sweep` streams them).
 
@@ -26,7 +27,12 @@ import numpy as np
 
 from jaxsoft import validation
 
-__all__ = ["ProbeInputError", "load_features", "validate_features"]
+__all__ = [
+    "ProbeInputError",
+    "load_features",
+    "load_sample_weight",
+    "validate_features",
+]
 
 
 _BLOCK_BYTES = 256 << 20  # validate large features in blocks of this size
@@ -61,14 +67,42 @@ def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         if isinstance(err, ProbeInputError):
             raise
-        raise ProbeInputError(f"cannot read {path} as .npz: {err}") from None
+        raise ProbeInputError(_unreadable(path, ".npz", err)) from None
+
+
+def _unreadable(path: Path, kind: str, err: Exception) -> str:
+    """One line for a file NumPy cannot load, never its ``allow_pickle`` advice."""
+    if "pickle" in str(err):
+        return (
+            f"{path} is not an .npz or .npy archive; save features with "
+            "np.savez(path, x=x, y=y) or np.save(path, array)."
+        )
+    return f"cannot read {path} as {kind}: {err}"
+
+
+def load_sample_weight(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """The optional ``sample_weight`` array (n,) of an ``.npz`` split, or None.
+
+    ``.npy`` pairs carry no weights (None). Weights are checked by the
+    engine (finite, >= 0, one per row) where they are used.
+    """
+    path = Path(path)
+    if path.suffix == ".npy" or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "sample_weight" not in data.files:
+                return None
+            return data["sample_weight"]
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ProbeInputError(_unreadable(path, ".npz", err)) from None
 
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise ProbeInputError(f"cannot read {path} as .npy: {err}") from None
+        raise ProbeInputError(_unreadable(path, ".npy", err)) from None
 
 
 def load_features(
