@@ -79,13 +79,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
-        prog="jaxsoft",
-        description="Softmax regression in JAX: train, evaluate, predict.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
+def _add_train(commands: Any) -> None:
+    from jaxsoft.distributed import add_launch_flags
+
     train = commands.add_parser(
         "train",
         help="train a model, writing checkpoints, metrics and plots",
@@ -94,24 +90,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(train)
     train.add_argument("--out", help="output folder (default: runs/DATASET)")
-    processes = train.add_argument_group(
-        "several processes (one per host; see jaxsoft.distributed)"
-    )
-    processes.add_argument(
-        "--coordinator-address", help="HOST:PORT of process 0 (all processes)"
-    )
-    processes.add_argument(
-        "--num-processes", type=_parse_int, help="how many processes take part"
-    )
-    processes.add_argument(
-        "--process-id", type=_parse_int, help="this process's index, 0 .. N-1"
-    )
-    processes.add_argument(
-        "--launch-timeout",
-        type=_parse_int,
-        default=60,
-        help="seconds to wait for the other processes (default: 60)",
-    )
+    add_launch_flags(train)
     mode = train.add_mutually_exclusive_group()
     mode.add_argument(
         "--resume", action="store_true", help="continue the run saved in --out"
@@ -122,6 +101,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="replace the run in --out (deleted only once every input is valid)",
     )
 
+
+def _add_evaluate(commands: Any) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="metrics and confusion matrix of a checkpoint on a split"
     )
@@ -136,6 +117,8 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="where tensorflow-datasets keeps data")
     evaluate.add_argument("--manual-dir", help="folder of manually downloaded files")
 
+
+def _add_predict(commands: Any) -> None:
     predict = commands.add_parser(
         "predict", help="the most probable classes of image files"
     )
@@ -151,14 +134,20 @@ def _build_parser() -> argparse.ArgumentParser:
         help="invert dark-on-light images to the datasets' light-on-dark "
         "(default: auto, by the border's brightness)",
     )
+
+
+def _build_parser() -> argparse.ArgumentParser:
     from jaxsoft.probe import command as probe_command
 
-    probe_command.add_parser(commands)
+    parser = _ArgumentParser(
+        prog="jaxsoft",
+        description="Softmax regression in JAX: train, evaluate, predict.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for add in (_add_train, _add_evaluate, _add_predict, probe_command.add_parser):
+        add(commands)
     return parser
-
-
-# --------------------------------------------------------------------------
-# Checks of paths given on the command line (before any data is loaded).
 
 
 def _check_folder_option(option: str, path: str | None, *, must_exist: bool) -> None:
@@ -197,21 +186,12 @@ def _config_from_args(args: argparse.Namespace) -> tuple[Config, list[str]]:
         raise UsageError(f"{flag}: {err}" if flag else str(err)) from None
 
 
-# --------------------------------------------------------------------------
-# The commands.
-
-
 def _command_train(args: argparse.Namespace) -> int:
     from jaxsoft import experiment
     from jaxsoft.distributed import Launch
 
     config, explicit = _config_from_args(args)
-    launch = Launch(
-        args.coordinator_address,
-        args.num_processes,
-        args.process_id,
-        args.launch_timeout,
-    )
+    launch = Launch.from_args(args)
     _check_folder_option("--data-dir", config.data_dir, must_exist=False)
     _check_folder_option("--manual-dir", config.manual_dir, must_exist=True)
     out = args.out or f"runs/{config.dataset}"
@@ -232,33 +212,9 @@ def _command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_evaluation(result: Any, class_names: Sequence[str], split: str) -> str:
-    lines = [
-        f"{split}: {result.num_examples} examples  loss {result.loss:.4f}  "
-        f"accuracy {result.accuracy:.4f}"
-        + (
-            ""
-            if result.top_k_accuracy is None
-            else f"  top-{result.top_k} {result.top_k_accuracy:.4f}"
-        )
-        + f"  calibration error {result.calibration_error:.4f}",
-        "per-class accuracy:",
-    ]
-    for name, acc in zip(class_names, result.per_class_accuracy, strict=True):
-        lines.append(f"  {name!s:>12}  {acc:.4f}")
-    lines.append("confusion matrix (rows: true class, columns: predicted):")
-    names = [str(c) for c in class_names]
-    confusion = result.confusion
-    width = max(5, *(len(n) for n in names), len(str(int(confusion.max()))) + 1)
-    lines.append(" " * width + " " + " ".join(n[:width].rjust(width) for n in names))
-    for name, row in zip(names, confusion, strict=True):
-        cells = " ".join(str(int(v)).rjust(width) for v in row)
-        lines.append(f"{name[:width].rjust(width)} {cells}")
-    return "\n".join(lines)
-
-
 def _command_evaluate(args: argparse.Namespace) -> int:
     from jaxsoft import experiment
+    from jaxsoft.evaluation_table import format_evaluation
 
     if args.json:
         _check_output_file("--json", args.json)
@@ -272,7 +228,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         manual_dir=args.manual_dir,
     )
     print(f"checkpoint {args.checkpoint} on {info['dataset']} ({args.split} split)")
-    print(_format_evaluation(result, info["class_names"], args.split))
+    print(format_evaluation(result, info["class_names"], args.split))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return 0
@@ -285,12 +241,8 @@ def _command_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--top must be >= 1, got {args.top}.")
 
     def show(prediction: experiment.Prediction) -> None:
-        ranked = ", ".join(
-            f"{name} ({p:.3f})"
-            for name, p in zip(
-                prediction.classes, prediction.probabilities, strict=True
-            )
-        )
+        pairs = zip(prediction.classes, prediction.probabilities, strict=True)
+        ranked = ", ".join(f"{name} ({p:.3f})" for name, p in pairs)
         print(f"{prediction.path}: {ranked}")
 
     experiment.predict_files(
@@ -388,9 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jaxsoft: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(
-            "jaxsoft: interrupted; `jaxsoft train --resume` continues from the "
-            "last checkpoint.",
-            file=sys.stderr,
-        )
+        if args.command == "train":
+            from jaxsoft.checkpoint import interrupted_message
+
+            print(interrupted_message(getattr(args, "out", None)), file=sys.stderr)
+        else:
+            print("jaxsoft: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -14,6 +14,7 @@ may be omitted. On CPUs the collectives run over gloo.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import socket
@@ -27,6 +28,7 @@ from jaxsoft import validation
 __all__ = [
     "Launch",
     "LaunchError",
+    "add_launch_flags",
     "barrier",
     "initialize",
     "is_writer",
@@ -84,12 +86,55 @@ class Launch:
                 f"{count}: use 0 .. {count - 1}."
             )
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Launch:
+        """The launch of flags added by `add_launch_flags` (absent ones: None)."""
+        return cls(
+            getattr(args, "coordinator_address", None),
+            getattr(args, "num_processes", None),
+            getattr(args, "process_id", None),
+            getattr(args, "launch_timeout", 60),
+        )
+
     @property
     def requested(self) -> bool:
         """Whether the flags ask for several processes (or a detected cluster)."""
         if self.num_processes is not None:
             return self.num_processes > 1
         return any(name in os.environ for name in CLUSTER_VARIABLES)
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def add_launch_flags(parser: argparse.ArgumentParser) -> None:
+    """Adds the flags of `Launch` (``--coordinator-address`` ...) to ``parser``.
+
+    One definition for every command that runs in several processes
+    (``jaxsoft train``, ``jaxsoft probe``); `Launch.from_args` reads them.
+    """
+    processes = parser.add_argument_group(
+        "several processes (one per host; see jaxsoft.distributed)"
+    )
+    processes.add_argument(
+        "--coordinator-address", help="HOST:PORT of process 0 (all processes)"
+    )
+    processes.add_argument(
+        "--num-processes", type=_parse_int, help="how many processes take part"
+    )
+    processes.add_argument(
+        "--process-id", type=_parse_int, help="this process's index, 0 .. N-1"
+    )
+    processes.add_argument(
+        "--launch-timeout",
+        type=_parse_int,
+        default=60,
+        help="seconds to wait for the other processes (default: 60)",
+    )
 
 
 def _check_coordinator(launch: Launch) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxsoft import distributed
 from jaxsoft.probe import report
 from jaxsoft.probe.features import (
     ProbeInputError,
@@ -77,6 +78,7 @@ def add_parser(subparsers: Any) -> None:
         help="stream features larger than this through the device",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    distributed.add_launch_flags(parser)
 
 
 def _load(paths: list[str] | None, split: str) -> tuple[Any, Any] | None:
@@ -199,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    distributed.initialize(distributed.Launch.from_args(args))
     train = _load(args.train, "train")
     val = _load(args.val, "val")
     _check_classes(train, val)
@@ -234,6 +237,8 @@ def _run(args: argparse.Namespace) -> int:
             check=False,
             sample_weight=_weight(args.test),
         )
+    if not distributed.is_writer():
+        return 0  # process 0 alone writes the output folder
     try:
         report.write_outputs(res, out, scores)
     except OSError as err:
