@@ -29,6 +29,7 @@ def loss(
     *,
     where: ArrayLike | None = None,
     sample_weight: ArrayLike | None = None,
+    weight_sum: ArrayLike | None = None,
 ) -> jax.Array:
     """Weighted mean cross-entropy plus ``(l2 / 2) * ||W||^2``.
 
@@ -51,6 +52,11 @@ def loss(
         checked. It multiplies the weights.
       sample_weight: optional weights of shape (n,), each >= 0 (None: all
         1). Checked on the host where concrete (`jaxsoft.weights`).
+      weight_sum: what the weighted sum of cross-entropies is divided by, in
+        place of ``sum_i w_i`` over these rows (may be traced). A minibatch
+        of B rows drawn from a split of n passes ``B * sum(w) / n`` (the
+        batch's expected share of the split's weight), so that its gradient
+        is an unbiased estimate of the whole split's (`jaxsoft.train.fit`).
 
     Returns:
       A scalar in nats, dtype at least float32. A label outside [0, q) is a
@@ -76,13 +82,14 @@ def loss(
       True
     """
     logits = model.logits(params, x)
-    if where is None and sample_weight is None:
+    if where is None and sample_weight is None and weight_sum is None:
         mean = jnp.mean(losses.cross_entropy(logits, y))
     else:
         weight = _weights(where, sample_weight, logits)
         per_example = losses.cross_entropy(logits, y, where=weight > 0)
         per_example = jnp.where(weight > 0, per_example, 0.0)
-        mean = jnp.sum(weight * per_example) / jnp.sum(weight)
+        total = jnp.sum(weight) if weight_sum is None else weight_sum
+        mean = jnp.sum(weight * per_example) / total
     return mean + l2 * losses.l2_penalty(params.W)
 
 

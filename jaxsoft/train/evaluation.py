@@ -12,12 +12,20 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
-from jaxsoft import losses, metrics, model, sharding, validation
-from jaxsoft.config import Config
+from jaxsoft import losses, metrics, model, sharding, validation, weights
 from jaxsoft.records import Evaluation
 from jaxsoft.train import _compiling
 
-__all__ = ["CALIBRATION_BINS", "TOP_K", "evaluate", "evaluate_sharded"]
+__all__ = [
+    "CALIBRATION_BINS",
+    "EVAL_CHUNK_SIZE",
+    "TOP_K",
+    "evaluate",
+    "evaluate_sharded",
+]
+
+EVAL_CHUNK_SIZE = 16384
+"""Examples per compiled evaluation chunk (`evaluate`'s and `fit`'s default)."""
 
 TOP_K = 5
 """The k of the reported top-k accuracy (reported where q > k)."""
@@ -25,14 +33,58 @@ CALIBRATION_BINS = 15
 """Confidence bins of the reported expected calibration error."""
 
 
+def _weighted_chunk_sums(
+    o: jax.Array, y: jax.Array, w: jax.Array, top_k: int
+) -> dict[str, jax.Array]:
+    """`_chunk_sums` with each example counted ``w`` times (w = 0: left out).
+
+    The confusion matrix holds sums of weights (float), as scikit-learn's
+    ``confusion_matrix(..., sample_weight=w)``; "weight" is the chunk's sum.
+    """
+    counted = w > 0
+    ce = losses.cross_entropy(o, y, where=counted)
+    predicted = jnp.argmax(o, axis=-1)
+    correct = (predicted == y).astype(w.dtype)
+    sums = {
+        "weight": jnp.sum(w),
+        "loss": jnp.sum(jnp.where(counted, w * ce, 0.0)),
+        "hits": jnp.sum(w * correct),
+    }
+    if top_k == 0:
+        return sums
+    q = o.shape[-1]
+    cells = jnp.where(counted, y * q + predicted, q * q)  # left out: dropped
+    sums["confusion"] = (
+        jnp.zeros((q * q,), w.dtype).at[cells].add(w, mode="drop").reshape(q, q)
+    )
+    label_logit = jnp.take_along_axis(o, y[:, None], axis=-1)
+    higher = jnp.sum(o > label_logit, axis=-1)  # ties count for the label
+    sums["top_k"] = jnp.sum(w * (higher < top_k))
+    confidence = jnp.max(losses.softmax(o), axis=-1)
+    bins = jnp.clip(
+        (confidence * CALIBRATION_BINS).astype(jnp.int32), 0, CALIBRATION_BINS - 1
+    )
+    sums["calibration"] = jax.ops.segment_sum(
+        w * (correct - confidence), bins, CALIBRATION_BINS
+    )
+    return sums
+
+
 def _chunk_sums(
-    o: jax.Array, y: jax.Array, counted: jax.Array, top_k: int
+    o: jax.Array,
+    y: jax.Array,
+    counted: jax.Array,
+    top_k: int,
+    w: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """One chunk's sums: loss and hits, and with ``top_k`` > 0 the rest.
 
     ``top_k == 0`` is the light evaluation of every epoch (loss, accuracy);
     the full one adds the confusion matrix, top-k hits and calibration gaps.
+    With weights ``w`` (n,), `_weighted_chunk_sums` (padding rows weigh 0).
     """
+    if w is not None:
+        return _weighted_chunk_sums(o, y, jnp.where(counted, w, 0.0), top_k)
     count = jnp.sum(counted)
 
     def total(mean: jax.Array) -> jax.Array:  # an all-padding chunk adds 0
@@ -57,6 +109,7 @@ def _local_totals(
     valid: jax.Array,
     chunk_size: int,
     top_k: int,
+    w: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Sums over one device's rows, ``chunk_size`` at a time, padding masked.
 
@@ -68,18 +121,20 @@ def _local_totals(
     n, q = x.shape[0], params.num_classes
     num_chunks = -(-n // chunk_size)
     if num_chunks == 1:  # one chunk: no loop to compile
-        return _chunk_sums(model.logits(params, x), y, valid, top_k)
+        return _chunk_sums(model.logits(params, x), y, valid, top_k, w)
     pad = num_chunks * chunk_size - n
     chunks = (
         jnp.pad(x, ((0, pad), (0, 0))).reshape(num_chunks, chunk_size, -1),
         jnp.pad(y, (0, pad)).reshape(num_chunks, chunk_size),
         jnp.pad(valid, (0, pad)).reshape(num_chunks, chunk_size),
     )
+    if w is not None:
+        chunks = (*chunks, jnp.pad(w, (0, pad)).reshape(num_chunks, chunk_size))
 
     def add_chunk(totals: dict[str, jax.Array], chunk: tuple[jax.Array, ...]) -> Any:
-        x_chunk, y_chunk, counted = chunk
+        x_chunk, y_chunk, counted, *w_chunk = chunk
         o = model.logits(params, x_chunk)
-        update = _chunk_sums(o, y_chunk, counted, top_k)
+        update = _chunk_sums(o, y_chunk, counted, top_k, *w_chunk)
         return jax.tree.map(jnp.add, totals, update), None
 
     zeros = jax.tree.map(
@@ -90,6 +145,7 @@ def _local_totals(
                 jnp.zeros((chunk_size,), jnp.int32),
                 jnp.ones((chunk_size,), bool),
                 top_k,
+                None if w is None else jnp.zeros((chunk_size,), w.dtype),
             )
         ),
     )
@@ -103,6 +159,7 @@ def _totals(
     params: model.Params,
     x: jax.Array,
     y: jax.Array,
+    w: jax.Array | None,
     *,
     mesh: Mesh,
     num_examples: int,
@@ -117,15 +174,20 @@ def _totals(
     rows = x.shape[0] // sharding.num_shards(mesh)
     data = P(sharding.DATA_AXIS)
 
-    def per_device(params: model.Params, x: jax.Array, y: jax.Array) -> Any:
+    def per_device(params: model.Params, x: jax.Array, y: jax.Array, *w: Any) -> Any:
         first = jax.lax.axis_index(sharding.DATA_AXIS) * rows
         valid = first + jnp.arange(rows) < num_examples
-        totals = _local_totals(params, x, y, valid, min(chunk_size, rows), top_k)
+        chunk = min(chunk_size, rows)
+        totals = _local_totals(params, x, y, valid, chunk, top_k, *w)
         return jax.lax.psum(totals, sharding.DATA_AXIS)
 
+    rows_in = (x, y) if w is None else (x, y, w)
     return jax.shard_map(
-        per_device, mesh=mesh, in_specs=(P(), data, data), out_specs=P()
-    )(params, x, y)
+        per_device,
+        mesh=mesh,
+        in_specs=(P(), *[data] * len(rows_in)),
+        out_specs=P(),
+    )(params, *rows_in)
 
 
 @functools.lru_cache(maxsize=8)
@@ -145,6 +207,7 @@ def _split_totals(
     *,
     chunk_size: int,
     top_k: int,
+    w: jax.Array | None = None,
 ) -> dict[str, Any]:
     """`_totals` of a split on the mesh, brought to the host."""
     return jax.device_get(
@@ -152,6 +215,7 @@ def _split_totals(
             params,
             split.x,
             split.y,
+            w,
             mesh=mesh,
             num_examples=split.num_examples,
             chunk_size=chunk_size,
@@ -180,22 +244,30 @@ def evaluate_sharded(
     mesh: Mesh,
     *,
     chunk_size: int,
+    w: jax.Array | None = None,
 ) -> Evaluation:
-    """`evaluate` of a validated split already on the mesh (params replicated)."""
+    """`evaluate` of a validated split already on the mesh (params replicated).
+
+    ``w``: None, or the sample weights laid out like ``split.y`` (padding 0).
+    """
     n, q = split.num_examples, params.num_classes
     totals = _split_totals(
-        params, split, mesh, chunk_size=chunk_size, top_k=min(TOP_K, q)
+        params, split, mesh, chunk_size=chunk_size, top_k=min(TOP_K, q), w=w
     )
-    confusion = np.asarray(totals["confusion"])
+    confusion = np.asarray(totals["confusion"], None if w is None else np.float64)
     counts = confusion.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_class = np.where(counts > 0, np.diag(confusion) / counts, np.nan)
+    if w is None:
+        total, top_k_hits = n, round(float(totals["top_k"]))
+    else:
+        total, top_k_hits = float(totals["weight"]), float(totals["top_k"])
     return Evaluation(
-        loss=float(totals["loss"]) / n,
-        accuracy=float(np.trace(confusion)) / n,
-        top_k_accuracy=round(float(totals["top_k"])) / n if q > TOP_K else None,
+        loss=float(totals["loss"]) / total,
+        accuracy=float(np.trace(confusion)) / total,
+        top_k_accuracy=top_k_hits / total if q > TOP_K else None,
         top_k=TOP_K,
-        calibration_error=float(np.sum(np.abs(totals["calibration"]))) / n,
+        calibration_error=float(np.sum(np.abs(totals["calibration"]))) / total,
         per_class_accuracy=per_class.astype(np.float64),
         confusion=confusion,
         num_examples=n,
@@ -207,9 +279,10 @@ def evaluate(
     x: ArrayLike,
     y: ArrayLike,
     *,
-    chunk_size: int = Config.eval_chunk_size,
+    chunk_size: int = EVAL_CHUNK_SIZE,
     check_input: bool = True,
     mesh: Mesh | None = None,
+    sample_weight: ArrayLike | None = None,
 ) -> Evaluation:
     """Loss, accuracy, top-5 accuracy, calibration and confusion of a split.
 
@@ -229,10 +302,17 @@ def evaluate(
         already validated (e.g. of a `jaxsoft.data.Dataset`).
       mesh: a `jax.sharding.Mesh` with a "data" axis, or None for every
         device.
+      sample_weight: optional weights (n,), each finite and >= 0, not all 0
+        (`jaxsoft.weights.check_sample_weight`). Every metric is then
+        weighted: ``sum_i w_i m_i / sum_i w_i`` (the loss, accuracy, top-5
+        accuracy, calibration error, per-class accuracy), and the confusion
+        matrix holds sums of weights (float64) as scikit-learn's does. Integer
+        weights equal repeated rows; zero weights equal dropped rows.
 
     Returns:
       An `Evaluation` (loss, accuracy, top-5 accuracy where q > 5, expected
-      calibration error, per-class accuracy, confusion matrix, n).
+      calibration error, per-class accuracy, confusion matrix, n: the rows
+      given, weighted or not).
 
     Example:
       >>> import jax.numpy as jnp, numpy as np
@@ -254,10 +334,37 @@ def evaluate(
             num_features=params.num_features,
             split="eval",
         )
+    sample_weight = weights.check_sample_weight(
+        sample_weight, int(np.shape(x)[0]), split="eval"
+    )
     mesh = sharding.resolve_mesh(mesh)
+    split = sharding.place_split(x, y, mesh)
     return evaluate_sharded(
         sharding.replicate(params, mesh),
-        sharding.place_split(x, y, mesh),
+        split,
         mesh,
         chunk_size=chunk_size,
+        w=place_weights(sample_weight, split, params, mesh),
+    )
+
+
+def place_weights(
+    sample_weight: Any,
+    split: sharding.ShardedSplit,
+    params: model.Params,
+    mesh: Mesh,
+) -> jax.Array | None:
+    """Checked weights (n,) laid out on the mesh like ``split.y`` (padding 0),
+    in the parameters' float dtype (at least float32); None for None.
+
+    The weights come to the host once (n numbers) and each device gets its
+    rows, as `jaxsoft.sharding.place_split` does for the labels.
+    """
+    if sample_weight is None:
+        return None
+    w = np.asarray(jax.device_get(sample_weight), np.float64)
+    padded = np.zeros(split.y.shape, jnp.promote_types(params.W.dtype, jnp.float32))
+    padded[: w.shape[0]] = w
+    return jax.make_array_from_callback(
+        padded.shape, sharding.data_sharding(mesh), lambda index: padded[index]
     )

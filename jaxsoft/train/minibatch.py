@@ -15,16 +15,13 @@ import optax
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from jaxsoft import losses, metrics, model, sharding, validation
-from jaxsoft.config import Config
+from jaxsoft import metrics, model, objective, sharding, validation, weights
 from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.train import _compiling, evaluation
 from jaxsoft.train.errors import TrainingDiverged
 from jaxsoft.train.optimizers import init_state, make_optimizer
 
-__all__ = ["FitResult", "epoch_permutation", "fit"]
-
-_DEFAULTS = Config()
+__all__ = ["FitResult", "epoch_permutation", "fit", "initial_state", "total_steps"]
 
 
 class FitResult(NamedTuple):
@@ -42,34 +39,46 @@ class FitResult(NamedTuple):
     history: list[EpochRecord]
 
 
-def _minibatch_objective(
-    params: model.Params, x: jax.Array, y: jax.Array, l2: jax.Array
+def _batch_objective(
+    params: model.Params,
+    x: jax.Array,
+    y: jax.Array,
+    l2: jax.Array,
+    w: jax.Array | None,
+    weight_sum: jax.Array | None,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    """`jaxsoft.loss` on one batch, with (cross-entropy, accuracy) as aux.
+    """`jaxsoft.loss` of one batch, with its (cross-entropy, accuracy) as aux.
 
-    The objective is js.loss's sum spelled out, so that the batch's logits and
-    cross-entropy are traced once and shared with the aux metrics.
+    Unweighted (``w`` None): the batch means. Weighted: ``w`` (B,) are the
+    batch's sample weights and ``weight_sum`` is ``B * sum(w) / n`` over the
+    whole split (see `fit`). The aux cross-entropy is the same objective with
+    ``l2 = 0``; XLA computes the batch's logits once for all three.
     """
+    value = objective.loss(params, x, y, l2, sample_weight=w, weight_sum=weight_sum)
+    cross_entropy = objective.loss(params, x, y, sample_weight=w, weight_sum=weight_sum)
     o = model.logits(params, x)
-    mean_ce = jnp.mean(losses.cross_entropy(o, y))
-    objective = mean_ce + l2 * losses.l2_penalty(params.W)
-    return objective, (mean_ce, metrics.accuracy(o, y))
+    if w is None:
+        return value, (cross_entropy, metrics.accuracy(o, y))
+    hits = (jnp.argmax(o, axis=-1) == y).astype(w.dtype)
+    return value, (cross_entropy, jnp.sum(w * hits) / weight_sum)
 
 
 @functools.lru_cache(maxsize=8)
 def _make_epoch_fn(
     optimizer: optax.GradientTransformation, batch_size: int, mesh: Mesh
 ) -> Callable[..., tuple[Any, ...]]:
-    """The compiled epoch: (params, opt_state, order, x, y, l2) -> new state.
+    """The compiled epoch: (params, opt_state, order, x, y, w, l2, weight_sum)
+    -> (params, opt_state, mean objective, mean cross-entropy, mean accuracy).
 
     ``x`` and ``y`` are rows sharded on the mesh's "data" axis (the first
     ``num_examples`` real, the rest padding); params, optimizer state and
     ``order`` (the epoch's permutation of the real rows, `epoch_permutation`)
     are replicated. Step i gathers rows ``order[i B : (i + 1) B]`` and lays
     them out over "data", so every device computes the gradient of its part
-    of the batch and XLA sums them.
+    of the batch and XLA sums them. ``w`` is None (unweighted) or the sample
+    weights laid out like ``y``; ``weight_sum`` is then `fit`'s normaliser.
     """
-    grad_fn = jax.value_and_grad(_minibatch_objective, has_aux=True)
+    grad_fn = jax.value_and_grad(_batch_objective, has_aux=True)
     batch_layout = sharding.data_sharding(mesh)
 
     def epoch(
@@ -78,21 +87,26 @@ def _make_epoch_fn(
         order: jax.Array,
         x: jax.Array,
         y: jax.Array,
+        w: jax.Array | None,
         l2: jax.Array,
+        weight_sum: jax.Array | None,
     ) -> tuple[model.Params, optax.OptState, jax.Array, jax.Array, jax.Array]:
         def step(
             carry: tuple[model.Params, optax.OptState], i: jax.Array
         ) -> tuple[tuple[model.Params, optax.OptState], tuple[jax.Array, ...]]:
             params, opt_state = carry
             index = jax.lax.dynamic_slice_in_dim(order, i * batch_size, batch_size)
-            x_batch, y_batch = jax.lax.with_sharding_constraint(
-                (jnp.take(x, index, axis=0), jnp.take(y, index, axis=0)),
-                batch_layout,
+            rows = (x, y) if w is None else (x, y, w)
+            batch = jax.lax.with_sharding_constraint(
+                tuple(jnp.take(a, index, axis=0) for a in rows), batch_layout
             )
-            (objective, (mean_ce, acc)), grads = grad_fn(params, x_batch, y_batch, l2)
+            w_batch = None if w is None else batch[2]
+            (value, (mean_ce, acc)), grads = grad_fn(
+                params, batch[0], batch[1], l2, w_batch, weight_sum
+            )
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-            return (params, opt_state), (objective, mean_ce, acc)
+            return (params, opt_state), (value, mean_ce, acc)
 
         (params, opt_state), (objectives, ces, accs) = jax.lax.scan(
             step, (params, opt_state), jnp.arange(order.shape[0] // batch_size)
@@ -124,16 +138,50 @@ def epoch_permutation(key: jax.Array, epoch: int, num_examples: int) -> np.ndarr
     return np.random.default_rng(seed).permutation(num_examples).astype(np.int32)
 
 
+def total_steps(epochs: int, num_examples: int, batch_size: int) -> int:
+    """The optimizer steps of a run: ``epochs * (num_examples // batch_size)``
+    (an epoch takes full batches only; a schedule spans these steps)."""
+    return epochs * (num_examples // batch_size)
+
+
+def initial_state(
+    params: model.Params,
+    key: jax.Array,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh | None = None,
+) -> TrainState:
+    """The `TrainState` of epoch 0, replicated on ``mesh`` (None: every device).
+
+    The one start of a run: `fit` begins here when no state is given, and a
+    resumed run restores its checkpoint into this state's layout.
+
+    Args:
+      params: the initial `Params`.
+      key: the run's PRNG key (shuffling).
+      optimizer: the run's optax transformation (`make_optimizer` with
+        `total_steps`).
+      mesh: a `jax.sharding.Mesh` with a "data" axis, or None.
+    """
+    mesh = sharding.resolve_mesh(mesh)
+    params = sharding.replicate(params, mesh)
+    return TrainState(
+        params,
+        sharding.replicate(init_state(optimizer, params), mesh),
+        0,
+        sharding.replicate(key, mesh),
+    )
+
+
 def _resolve_optimizer(
     optimizer: str | optax.GradientTransformation,
     learning_rate: float,
     schedule: str,
-    total_steps: int,
+    steps: int,
 ) -> tuple[optax.GradientTransformation, float | None]:
     """(the optax transformation, the learning rate to name in messages)."""
     if isinstance(optimizer, str):
         transformation = make_optimizer(
-            optimizer, learning_rate, schedule=schedule, total_steps=total_steps
+            optimizer, learning_rate, schedule=schedule, total_steps=steps
         )
         return transformation, float(learning_rate)
     if isinstance(optimizer, optax.GradientTransformation):
@@ -172,31 +220,45 @@ def fit(
     y_train: ArrayLike,
     *,
     key: jax.Array,
-    optimizer: str | optax.GradientTransformation = _DEFAULTS.optimizer,
-    learning_rate: float = _DEFAULTS.learning_rate,
-    schedule: str = _DEFAULTS.schedule,
-    l2: float = _DEFAULTS.l2,
-    batch_size: int = _DEFAULTS.batch_size,
-    epochs: int = _DEFAULTS.epochs,
+    optimizer: str | optax.GradientTransformation = "adam",
+    learning_rate: float = 0.005,
+    schedule: str = "cosine",
+    l2: float = 1e-4,
+    batch_size: int = 32,
+    epochs: int = 50,
     x_test: ArrayLike | None = None,
     y_test: ArrayLike | None = None,
     state: TrainState | None = None,
     history: Sequence[EpochRecord] = (),
     on_epoch_end: Callable[[TrainState, EpochRecord], None] | None = None,
-    eval_chunk_size: int = _DEFAULTS.eval_chunk_size,
+    eval_chunk_size: int = evaluation.EVAL_CHUNK_SIZE,
     check_input: bool = True,
     mesh: Mesh | None = None,
+    sample_weight: ArrayLike | None = None,
 ) -> FitResult:
     """Minibatch training of softmax regression with an optax optimizer.
 
-    Minimises ``jaxsoft.loss(params, x, y, l2)`` (mean cross-entropy plus
-    ``(l2 / 2) ||W||^2``). The training data goes to the device once. Each
-    epoch is one compiled call: a `jax.lax.scan` over ``n // batch_size``
+    Minimises ``jaxsoft.loss(params, x, y, l2, sample_weight=sample_weight)``
+    (the weighted mean cross-entropy plus ``(l2 / 2) ||W||^2``). The
+    training data goes to the device once. Each epoch is one compiled call:
+    a `jax.lax.scan` over ``n // batch_size``
     minibatches, each gathered by index from a fresh permutation of the
     examples (`epoch_permutation` of ``key`` and the epoch, drawn on the
     host); a step is `jax.value_and_grad` -> ``optimizer.update`` ->
-    `optax.apply_updates`. The hyperparameter
-    defaults are `jaxsoft.config.Config`'s, the same as ``jaxsoft train``'s.
+    `optax.apply_updates`. The hyperparameter defaults are defined here;
+    `jaxsoft.config.Config` (``jaxsoft train``) reads them from this signature.
+
+    Sample weights: batch b of B rows minimises
+    ``sum_{i in b} w_i CE_i / (B * sum(w) / n) + (l2 / 2) ||W||^2``, the
+    split's normalisation, not the batch's own ``sum_{i in b} w_i``. A batch is
+    a uniform draw of B rows, so its weighted sum has expectation
+    ``B * sum_i w_i CE_i / n``: this normaliser makes every step's gradient an
+    unbiased estimate of the gradient of the weighted full-batch objective,
+    so the iterates go to its optimum (scikit-learn's). Dividing by the batch's
+    own weight would be a ratio of two random sums, biased towards batches
+    that happen to weigh little, and 0/0 for a batch of zero weights. With
+    ``batch_size = n`` both are exactly the weighted objective. The records'
+    train loss and accuracy are weighted alike; the test split is not weighted.
 
     The last partial batch: an epoch takes ``n // batch_size`` full batches,
     so the ``n % batch_size`` examples at the end of the permutation sit out
@@ -243,6 +305,9 @@ def fit(
       mesh: a `jax.sharding.Mesh` with a "data" axis, or None for every
         device. Inputs may be NumPy arrays (placed on the mesh once) or
         `jax.Array`s, already sharded or not.
+      sample_weight: optional weights (n,) of the training examples, each
+        finite and >= 0, not all 0 (`jaxsoft.weights.check_sample_weight`);
+        None weighs every example 1. Integer weights equal repeated rows.
 
     Returns:
       A `FitResult` (params, final state, history).
@@ -281,13 +346,14 @@ def fit(
             f"batch_size {batch_size} is larger than the {n} training examples; "
             f"use a batch size of at most {n}."
         )
+    sample_weight = weights.check_sample_weight(sample_weight, n)
     mesh = sharding.resolve_mesh(mesh)
     sharding.check_batch_size(batch_size, mesh)
     transformation, rate = _resolve_optimizer(
-        optimizer, learning_rate, schedule, epochs * (n // batch_size)
+        optimizer, learning_rate, schedule, total_steps(epochs, n, batch_size)
     )
     if state is None:
-        state = TrainState(params, init_state(transformation, params), 0, key)
+        state = initial_state(params, key, transformation, mesh)
     elif not 0 <= state.epoch <= epochs:
         raise ValueError(
             f"the state has {state.epoch} epochs done but the run has only "
@@ -297,13 +363,15 @@ def fit(
         params=sharding.replicate(state.params, mesh),
         opt_state=sharding.replicate(state.opt_state, mesh),
     )
+    train = sharding.place_split(x_train, y_train, mesh)
     run = _EpochRunner(
         _make_epoch_fn(transformation, batch_size, mesh),
-        sharding.place_split(x_train, y_train, mesh),
+        train,
         None if test is None else sharding.place_split(*test, mesh),
         mesh,
         np.float32(l2),
         eval_chunk_size,
+        _placed_weights(sample_weight, train, batch_size, params, mesh),
     )
     history = list(history)
     while state.epoch < epochs:
@@ -317,6 +385,23 @@ def fit(
     return FitResult(state.params, state, history)
 
 
+def _placed_weights(
+    sample_weight: Any,
+    train: sharding.ShardedSplit,
+    batch_size: int,
+    params: model.Params,
+    mesh: Mesh,
+) -> tuple[jax.Array, jax.Array] | tuple[None, None]:
+    """(the weights laid out like ``train.y``, padding 0; `fit`'s normaliser
+    ``B * sum(w) / n``, replicated); (None, None) without weights."""
+    w = evaluation.place_weights(sample_weight, train, params, mesh)
+    if w is None:
+        return None, None
+    total = float(np.sum(np.asarray(jax.device_get(sample_weight), np.float64)))
+    weight_sum = np.asarray(batch_size * total / train.num_examples, w.dtype)
+    return w, sharding.replicate(weight_sum, mesh)
+
+
 class _EpochRunner:
     """Runs one epoch on mesh-resident data, then the test evaluation."""
 
@@ -328,9 +413,11 @@ class _EpochRunner:
         mesh: Mesh,
         l2: np.float32,
         eval_chunk_size: int,
+        train_weights: tuple[jax.Array, jax.Array] | tuple[None, None],
     ):
         self.epoch_fn, self.train, self.test, self.mesh = epoch_fn, train, test, mesh
         self.l2, self.eval_chunk_size = l2, eval_chunk_size
+        self.w, self.weight_sum = train_weights
 
     def __call__(self, state: TrainState) -> tuple[Any, EpochRecord | None]:
         """(new state, its record), or (the non-finite loss, None) on divergence."""
@@ -343,7 +430,9 @@ class _EpochRunner:
             sharding.replicate(order, self.mesh),
             self.train.x,
             self.train.y,
+            self.w,
             self.l2,
+            self.weight_sum,
         )
         objective = float(objective)
         if not math.isfinite(objective):
