@@ -219,3 +219,79 @@ def test_pandas_feature_names():
     est = LogisticRegression().fit(df, y)
     np.testing.assert_array_equal(est.feature_names_in_, ["a", "b", "c", "d"])
     assert est.n_features_in_ == 4
+
+
+# LogisticRegressionCV: the same folds, scores and choice of C as scikit-learn.
+
+
+def _sk_cv(**kw):
+    return sk.LogisticRegressionCV(
+        scoring=kw.pop("scoring", None), l1_ratios=None, **kw
+    )
+
+
+@pytest.mark.parametrize("name", ["iris", "breast_cancer"])
+def test_cv_chooses_scikit_learns_c_with_its_attributes(name):
+    from jaxsoft.linear_model import LogisticRegressionCV
+
+    X, y = _data(name)
+    kw = dict(Cs=5, cv=4, max_iter=1000)
+    ref = _sk_cv(use_legacy_attributes=True, **kw).fit(X, y)
+    ours = LogisticRegressionCV(**kw).fit(X, y)
+    np.testing.assert_array_equal(ours.Cs_, ref.Cs_)
+    np.testing.assert_array_equal(ours.C_, ref.C_)
+    assert sorted(ours.scores_) == sorted(ref.scores_)
+    for key in ref.scores_:
+        assert ours.scores_[key].shape == ref.scores_[key].shape
+        assert ours.coefs_paths_[key].shape == ref.coefs_paths_[key].shape
+        # Held-out accuracy per fold and C: at most one test row apart.
+        fold_rows = len(y) / 4
+        assert np.abs(ours.scores_[key] - ref.scores_[key]).max() <= 1.01 / fold_rows
+    assert ours.n_iter_.shape == ref.n_iter_.shape
+    assert ours.coef_.shape == ref.coef_.shape
+    # The refit is the fit at C_ (which scikit-learn's own fit agrees with).
+    best = LogisticRegression(C=float(ours.C_[0]), max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(ours.predict_proba(X), best.predict_proba(X), atol=1e-6)
+    # scikit-learn's refit stops at its tol: jaxsoft's is at least as low.
+    C = float(ref.C_[0])
+    got = sk_objective(ours.coef_, ours.intercept_, X, y, C)
+    assert got <= sk_objective(ref.coef_, ref.intercept_, X, y, C) + 1e-9
+
+
+def test_cv_fold_paths_are_each_folds_optimum():
+    """Each (fold, C) path entry minimises scikit-learn's objective on that fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from jaxsoft.linear_model import LogisticRegressionCV
+
+    X, y = _data("wine")
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0.2, 3.0, len(y))
+    folds = StratifiedKFold(3)
+    ours = LogisticRegressionCV(Cs=[0.05, 1.0], cv=folds, max_iter=1000)
+    ours.fit(X, y, sample_weight=s)
+    for g, (train, _) in enumerate(folds.split(X, y)):
+        for i, C in enumerate([0.05, 1.0]):
+            coef = np.stack([ours.coefs_paths_[c][g, i] for c in ours.classes_])
+            ref = sk.LogisticRegression(C=C, tol=1e-10, max_iter=10_000)
+            ref.fit(X[train], y[train], sample_weight=s[train])
+            np.testing.assert_allclose(coef[:, :-1], ref.coef_, atol=1e-4)
+            fold = (X[train], y[train], C, s[train])
+            got = sk_objective(coef[:, :-1], coef[:, -1], *fold)
+            assert got <= sk_objective(ref.coef_, ref.intercept_, *fold) + 1e-9
+
+
+def test_cv_new_attributes_and_no_refit():
+    from jaxsoft.linear_model import LogisticRegressionCV
+
+    X, y = _data("breast_cancer")
+    kw = dict(Cs=4, cv=3, max_iter=1000, refit=False)
+    ref = _sk_cv(use_legacy_attributes=False, **kw).fit(X, y)
+    ours = LogisticRegressionCV(use_legacy_attributes=False, **kw).fit(X, y)
+    assert isinstance(ours.C_, float) and pytest.approx(ref.C_) == ours.C_
+    for attr in ("scores_", "coefs_paths_", "n_iter_"):
+        assert getattr(ours, attr).shape == getattr(ref, attr).shape, attr
+    # Without a refit: the mean of each fold's best model.
+    best = np.argmax(ours.scores_[:, 0], axis=1)
+    mean = ours.coefs_paths_[np.arange(3), 0, best].mean(axis=0)
+    np.testing.assert_allclose(ours.coef_, mean[:, :-1], rtol=1e-6)
