@@ -178,3 +178,65 @@ def test_bad_launches_fail_fast_with_one_line(data_dir, tmp_path):
         assert code == 2
         assert "different --num-processes" in _one_error_line(stderr)
     assert time.monotonic() - start < 60
+
+
+def _probe_split(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(size=(3, 5)) * 1.5
+    y = rng.integers(0, 3, size=n).astype(np.int32)
+    return (centres[y] + rng.normal(size=(n, 5))).astype(np.float32), y
+
+
+def test_two_processes_probe_like_one(tmp_path):
+    (x, y), (xv, yv) = _probe_split(0, 120), _probe_split(1, 60)
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    np.savez(tmp_path / "val.npz", x=xv, y=yv)
+    l2 = ["--l2", "1e-3", "1e-2", "1e-1"]
+    for train in (["train.npz"], ["x.npy", "y.npy"]):
+        args = ["probe", "--train", *(str(tmp_path / f) for f in train)]
+        args += ["--val", str(tmp_path / "val.npz"), *l2, "--quiet"]
+        one = subprocess.run(
+            [sys.executable, "-m", "jaxsoft", *args, "--out", str(tmp_path / "one")],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert one.returncode == 0, one.stderr
+        port = _free_port()
+        flags = ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes"]
+        two = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jaxsoft",
+                    *args,
+                    "--out",
+                    str(tmp_path / "two"),
+                    *flags,
+                    "2",
+                    "--process-id",
+                    str(i),
+                ],
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
+        for code, _, err in _finish(two):
+            assert code == 0, err
+        a = json.loads((tmp_path / "one" / "heads.json").read_text())
+        b = json.loads((tmp_path / "two" / "heads.json").read_text())
+        assert a["best"] == b["best"] and a["l2"] == b["l2"]
+        for key in ("objective", "val_accuracy", "train_accuracy"):
+            np.testing.assert_allclose(
+                [h[key] for h in b["heads"]],
+                [h[key] for h in a["heads"]],
+                rtol=1e-5,
+                atol=1e-6,
+            )
