@@ -123,6 +123,34 @@ def test_expected_calibration_error_matches_numpy(o_y):
     assert 0.0 <= ece <= 1.0
 
 
+def _numpy_ece(o: np.ndarray, y: np.ndarray, num_bins: int) -> float:
+    """Float64 ECE: sum over equal-width bins of (n_b / n) |acc_b - conf_b|."""
+    o64 = np.asarray(o, np.float64)
+    probs = np.exp(o64 - o64.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y
+    bins = np.minimum((confidence * num_bins).astype(int), num_bins - 1)
+    gaps = [np.sum(correct[bins == b] - confidence[bins == b]) for b in range(num_bins)]
+    return float(np.sum(np.abs(gaps)) / len(y))
+
+
+@pytest.mark.parametrize("num_bins", [10, 15])
+def test_expected_calibration_error_matches_numpy_on_spread_confidences(num_bins):
+    # Confidences spread over the bins; the top bin always right, the others
+    # always wrong, so neighbouring bins' gaps differ in sign and a bin off by
+    # one (which merges two bins) or a wrong bin count changes the answer.
+    rng = np.random.default_rng(5)
+    scale = rng.uniform(0.1, 6.0, (400, 1))
+    o = (rng.normal(size=(400, 4)) * scale).astype(np.float32)
+    o64 = np.asarray(o, np.float64)
+    p = np.exp(o64 - o64.max(axis=1, keepdims=True))
+    top = p.max(axis=1) / p.sum(axis=1) >= (num_bins - 1) / num_bins
+    assert 0 < top.sum() < 400
+    y = np.where(top, o.argmax(axis=1), (o.argmax(axis=1) + 1) % 4)
+    ece = float(expected_calibration_error(o, y, num_bins=num_bins))
+    assert ece == pytest.approx(_numpy_ece(o, y, num_bins), abs=1e-5)
+
+
 METRICS = [
     js.accuracy,
     lambda o, y: js.top_k_accuracy(o, y, k=2),
