@@ -174,9 +174,41 @@ def validate_features(
             f"x_{split} and y_{split} have different lengths: {shape[0]} examples "
             f"but {len(y)} labels."
         )
+    first, last = _own_rows(shape[0])
     step = max(1, _BLOCK_BYTES // max(1, x.itemsize * shape[1]))
-    for lo in range(0, shape[0], step):
-        hi = min(lo + step, shape[0])
-        name = split if (lo, hi) == (0, shape[0]) else f"{split}[{lo}:{hi}]"
-        _check_block(x[lo:hi], y[lo:hi], num_classes, name)
+    error = None
+    try:
+        for lo in range(first, last, step):
+            hi = min(lo + step, last)
+            name = split if (lo, hi) == (0, shape[0]) else f"{split}[{lo}:{hi}]"
+            _check_block(x[lo:hi], y[lo:hi], num_classes, name)
+    except ProbeInputError as err:
+        error = err
+    _agree(error, split)
     return x, np.asarray(y, np.int32)
+
+
+def _own_rows(n: int) -> tuple[int, int]:
+    """This process's contiguous share ``[first, last)`` of n rows.
+
+    With several processes each validates only its own rows, so a
+    memory-mapped feature file is never read whole by one host.
+    """
+    count, index = jax.process_count(), jax.process_index()
+    return n * index // count, n * (index + 1) // count
+
+
+def _agree(error: ProbeInputError | None, split: str) -> None:
+    """Raises on every process when any process found bad rows."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.int32(error is not None))
+        bad = np.flatnonzero(np.asarray(flags))
+        if error is None and bad.size:
+            raise ProbeInputError(
+                f"process {int(bad[0])} found bad rows in the {split} split; "
+                "its message says which."
+            )
+    if error is not None:
+        raise error
