@@ -380,3 +380,23 @@ def load_params(path: str | os.PathLike[str]) -> tuple[model.Params, dict[str, A
     run's configuration, ``meta["epoch"]`` the checkpoint's epoch."""
     with Checkpointer(find_checkpoint_dir(path), async_save=False) as checkpointer:
         return checkpointer.restore_params()
+
+
+def interrupted_message(out: str | os.PathLike[str] | None) -> str:
+    """The one line an interrupted ``jaxsoft train`` prints: the epoch of the
+    newest complete checkpoint in ``out``'s ``checkpoints/`` and the command
+    that resumes it, or that none was saved. Reads only folder names (no
+    orbax): orbax renames a save's temporary folder to ``<epoch>`` when done."""
+    if out is None:
+        return "jaxsoft: interrupted; rerun with --resume and the same --out."
+    folder = Path(out) / "checkpoints"
+    epochs = [int(c.name) for c in folder.glob("*") if c.name.isdigit() and c.is_dir()]
+    if not epochs:
+        return (
+            f"jaxsoft: interrupted before the first checkpoint: nothing saved in "
+            f"{folder}; `jaxsoft train --overwrite --out {out}` starts afresh."
+        )
+    return (
+        f"jaxsoft: interrupted; the checkpoint of epoch {max(epochs)} is saved: "
+        f"`jaxsoft train --resume --out {out}` continues from it."
+    )
