@@ -4,6 +4,7 @@
 """
 
 from jaxsoft.compile_cache import enable_compilation_cache
+from jaxsoft.errors import JaxsoftError
 from jaxsoft.losses import (
     cross_entropy,
     cross_entropy_grad,
@@ -32,6 +33,7 @@ from jaxsoft.objective import loss
 __version__ = "0.1.0"
 
 __all__ = [
+    "JaxsoftError",
     "Params",
     "accuracy",
     "confusion_matrix",

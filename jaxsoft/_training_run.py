@@ -14,6 +14,7 @@ import jax
 
 from jaxsoft import checkpoint, distributed, model, sharding
 from jaxsoft.config import Config
+from jaxsoft.errors import JaxsoftError
 from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.run_folder import RunFolder
 from jaxsoft.train.optimizers import init_state
@@ -21,7 +22,7 @@ from jaxsoft.train.optimizers import init_state
 __all__ = ["RunDivergedError", "RunError", "TrainingRun"]
 
 
-class RunError(Exception):
+class RunError(JaxsoftError):
     """A run cannot start as asked (an existing run, conflicting settings, ...)."""
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxsoft import model
 from jaxsoft._digest import array_record
+from jaxsoft.errors import JaxsoftError
 from jaxsoft.records import TrainState
 
 __all__ = [
@@ -42,7 +43,7 @@ FORMAT_VERSION = 2
 _UNFINISHED: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
 
 
-class CheckpointError(Exception):
+class CheckpointError(JaxsoftError):
     """A checkpoint is missing, unreadable, or incompatible with this run."""
 
 

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from jaxsoft.compile_cache import enable_compilation_cache
-from jaxsoft.config import Config
+from jaxsoft.config import Config, ConfigError
 from jaxsoft.config import flags as config_flags
+from jaxsoft.errors import JaxsoftError
 
 __all__ = ["main"]
 
@@ -36,7 +37,7 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
-class UsageError(Exception):
+class UsageError(JaxsoftError):
     """A mistake in the command line or its inputs: message, exit code 2."""
 
 
@@ -179,11 +180,8 @@ def _config_from_args(args: argparse.Namespace) -> tuple[Config, list[str]]:
     }
     try:
         return Config(**given), sorted(given)
-    except ValueError as err:
-        field = str(err).split(" ", 1)[0]
-        names = {f.name for f in dataclasses.fields(Config)}
-        flag = config_flags(field)[0] if field in names else None
-        raise UsageError(f"{flag}: {err}" if flag else str(err)) from None
+    except ConfigError as err:
+        raise UsageError(f"{config_flags(err.field)[0]}: {err}") from None
 
 
 def _command_train(args: argparse.Namespace) -> int:
@@ -257,25 +255,6 @@ def _command_probe(args: argparse.Namespace) -> int:
     return probe_command.run(args)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean a mistake in the inputs, not a bug."""
-    from jaxsoft import checkpoint, distributed, experiment, images, run_folder
-    from jaxsoft.data.errors import DatasetError
-    from jaxsoft.probe import ProbeInputError
-
-    return (
-        UsageError,
-        distributed.LaunchError,
-        experiment.RunError,
-        run_folder.RunFolderError,
-        checkpoint.CheckpointError,
-        DatasetError,
-        images.ImageError,
-        ProbeInputError,
-        OSError,  # a file the user named cannot be read or written
-    )
-
-
 def _quiet_libraries() -> None:
     import logging
 
@@ -336,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except _user_errors() as err:
+    # A mistake in the arguments or inputs (any JaxsoftError), or a file the
+    # user named that cannot be read or written: one line, no traceback.
+    except (JaxsoftError, OSError) as err:
         print(f"jaxsoft: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from jaxsoft import validation
+from jaxsoft.errors import JaxsoftError
 
 __all__ = [
     "Launch",
@@ -38,7 +39,7 @@ __all__ = [
 CLUSTER_VARIABLES = ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")
 
 
-class LaunchError(Exception):
+class LaunchError(JaxsoftError):
     """The processes could not be started or joined together."""
 
 

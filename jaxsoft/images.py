@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from jaxsoft.errors import JaxsoftError
+
 __all__ = ["ImageError", "load_images"]
 
 
-class ImageError(ValueError):
+class ImageError(JaxsoftError, ValueError):
     """An image file is missing, unreadable, too large, or of an unusable shape."""
 
 

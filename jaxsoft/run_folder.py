@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxsoft.errors import JaxsoftError
 from jaxsoft.records import EpochRecord
 
 __all__ = ["RunFolder", "RunFolderError", "RunLockedError"]
@@ -27,7 +28,7 @@ SUMMARY = "summary.json"
 LOCK = ".lock"
 
 
-class RunFolderError(Exception):
+class RunFolderError(JaxsoftError):
     """The run folder cannot be used as asked (a file, unwritable, ...)."""
 
 

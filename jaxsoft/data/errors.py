@@ -7,8 +7,10 @@ Each one subclasses the built-in exception a caller would naturally catch
 
 from __future__ import annotations
 
+from jaxsoft.errors import JaxsoftError
 
-class DatasetError(Exception):
+
+class DatasetError(JaxsoftError):
     """Base class of every error raised by `jaxsoft.data.load`."""
 
 

@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from jaxsoft import validation
+from jaxsoft.errors import JaxsoftError
 
 __all__ = [
     "ProbeInputError",
@@ -38,7 +39,7 @@ __all__ = [
 _BLOCK_BYTES = 256 << 20  # validate large features in blocks of this size
 
 
-class ProbeInputError(ValueError):
+class ProbeInputError(JaxsoftError, ValueError):
     """A bad input to a probe: a missing file, a wrong array, a bad strength."""
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from jaxsoft.errors import JaxsoftError
 from jaxsoft.records import EpochRecord, TrainState
 
 __all__ = ["TrainingDiverged", "TrainingError"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(JaxsoftError, RuntimeError):
     """Base class of the errors that stop a training run."""
 
 

@@ -1,0 +1,29 @@
+"""`JaxsoftError`: the base class of every error a user of jaxsoft can cause.
+
+Bad settings, inputs, files, datasets, checkpoints, launches and runs each
+have their own class (`jaxsoft.config.ConfigError`, `jaxsoft.data.DatasetError`,
+`jaxsoft.checkpoint.CheckpointError`, ...), and each subclasses `JaxsoftError`
+as well as the built-in exception a caller would naturally catch
+(`ValueError`, `RuntimeError`, ...). So ``except jaxsoft.JaxsoftError``
+catches every mistake of the user and no bug of the library; the ``jaxsoft``
+command prints it as one line and exits with code 2. This module imports
+nothing, so any layer of the package can use it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["JaxsoftError"]
+
+
+class JaxsoftError(Exception):
+    """Base class of jaxsoft's user-facing errors (a mistake, not a bug).
+
+    Example:
+      >>> import jaxsoft
+      >>> from jaxsoft.config import Config
+      >>> try:
+      ...     Config(epochs=0)
+      ... except jaxsoft.JaxsoftError as err:
+      ...     print(type(err).__name__, err.field)
+      ConfigError epochs
+    """
