@@ -8,6 +8,7 @@ epoch, progress) -> finish (test evaluation, plots, ``summary.json``).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -17,7 +18,6 @@ from jaxsoft.config import Config
 from jaxsoft.errors import JaxsoftError
 from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.run_folder import RunFolder
-from jaxsoft.train.optimizers import init_state
 
 __all__ = ["RunDivergedError", "RunError", "TrainingRun"]
 
@@ -29,17 +29,49 @@ class RunError(JaxsoftError):
 class RunDivergedError(RunError):
     """Training diverged; the last good state is kept in the run's checkpoints.
 
+    The error carries what happened; ``str(err)`` is a one-line summary, and
+    the ``jaxsoft`` command writes its advice from these attributes.
+
     Attributes:
-      epoch: the epoch that diverged.
+      epoch: the 1-based epoch that diverged.
+      loss: that epoch's mean training loss (NaN or infinite).
+      learning_rate: the run's (peak) learning rate.
+      optimizer: the run's optimizer name.
+      schedule: the run's learning-rate schedule name.
       kept_epoch: the epoch of the checkpoint kept (0: none).
       kept_record: the `EpochRecord` of that epoch, or None.
+      checkpoints: the run's checkpoint folder.
     """
 
-    def __init__(self, message: str, epoch: int, kept: EpochRecord | None):
-        super().__init__(message)
+    def __init__(
+        self,
+        epoch: int,
+        loss: float,
+        *,
+        learning_rate: float,
+        optimizer: str,
+        schedule: str,
+        kept: EpochRecord | None,
+        checkpoints: Path,
+    ):
         self.epoch = epoch
+        self.loss = loss
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.schedule = schedule
         self.kept_epoch = 0 if kept is None else kept.epoch
         self.kept_record = kept
+        self.checkpoints = checkpoints
+        kept_text = (
+            "no checkpoint was kept"
+            if kept is None
+            else f"the checkpoint of epoch {kept.epoch} is kept in {checkpoints}"
+        )
+        super().__init__(
+            f"training diverged in epoch {epoch} (mean training loss {loss}) with "
+            f"{optimizer} at learning rate {learning_rate:g} ({schedule} "
+            f"schedule); {kept_text}."
+        )
 
 
 class TrainingRun:
@@ -64,7 +96,9 @@ class TrainingRun:
         self.initial_params = model.init_params(
             init_key, dataset.num_features, dataset.num_classes
         )
-        steps = config.epochs * (len(dataset.x_train) // config.batch_size)
+        steps = train.total_steps(
+            config.epochs, len(dataset.x_train), config.batch_size
+        )
         self.optimizer = train.make_optimizer(
             config.optimizer,
             config.learning_rate,
@@ -85,13 +119,12 @@ class TrainingRun:
 
     def start(self, resuming: bool) -> tuple[TrainState, list[EpochRecord]]:
         """The initial or restored state and the history so far."""
-        # Replicated on the mesh: the layout training and restoring need.
-        params = sharding.replicate(self.initial_params, self.mesh)
-        template = TrainState(
-            params,
-            sharding.replicate(init_state(self.optimizer, params), self.mesh),
-            0,
-            sharding.replicate(self.shuffle_key, self.mesh),
+        from jaxsoft import train
+
+        # fit's own start, replicated on the mesh: a fresh run trains from it
+        # and a resumed one restores its checkpoint into its layout.
+        template = train.initial_state(
+            self.initial_params, self.shuffle_key, self.optimizer, self.mesh
         )
         if resuming:
             with checkpoint.Checkpointer(self.folder.checkpoints) as ckpt:
@@ -175,28 +208,20 @@ class TrainingRun:
     def _diverged(
         self, err: Any, ckpt: checkpoint.Checkpointer, saved_epochs: set[int]
     ) -> RunDivergedError:
-        """Keeps the last good state as a checkpoint and says how good it is."""
+        """Keeps the last good state as a checkpoint; the error says which."""
         good = err.last_good
         if good.epoch > 0 and good.epoch not in saved_epochs:
             ckpt.save(good, self.meta)
-        record = err.history[-1] if err.history else None
-        if record is None:
-            kept = "No epoch finished, so no checkpoint was kept."
-        else:
-            kept = (
-                f"Kept the checkpoint of epoch {record.epoch}, the last good one, "
-                f"in {self.folder.checkpoints}: test loss {record.test_loss:.4g}, "
-                f"test accuracy {record.test_accuracy:.4f}."
-            )
         config = self.config
         return RunDivergedError(
-            f"training diverged in epoch {err.epoch}: the mean training loss is "
-            f"{err.loss} (not finite). The learning rate {config.learning_rate:g} "
-            f"({config.optimizer}, {config.schedule} schedule) is probably too "
-            f"large for this data. {kept} Train again with a smaller --lr (e.g. "
-            f"{config.learning_rate / 10:g}) and --overwrite.",
             err.epoch,
-            record,
+            err.loss,
+            # fit was given the optax transformation, so only the run knows it
+            learning_rate=config.learning_rate,
+            optimizer=config.optimizer,
+            schedule=config.schedule,
+            kept=err.history[-1] if err.history else None,
+            checkpoints=self.folder.checkpoints,
         )
 
     def finish(self, result: Any) -> dict[str, Any]:

@@ -205,9 +205,27 @@ def _command_train(args: argparse.Namespace) -> int:
             launch=launch,
         )
     except experiment.RunDivergedError as err:
-        print(f"jaxsoft: error: {err}", file=sys.stderr)
+        print(f"jaxsoft: error: {_diverged_message(err)}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _diverged_message(err: Any) -> str:
+    """The advice for a `RunDivergedError`, from its attributes."""
+    record, rate = err.kept_record, err.learning_rate
+    kept = "No epoch finished, so no checkpoint was kept."
+    if record is not None:
+        kept = (
+            f"Kept the checkpoint of epoch {record.epoch}, the last good one, in "
+            f"{err.checkpoints}: test loss {record.test_loss:.4g}, test accuracy "
+            f"{record.test_accuracy:.4f}."
+        )
+    return (
+        f"training diverged in epoch {err.epoch}: the mean training loss is "
+        f"{err.loss} (not finite). The learning rate {rate:g} ({err.optimizer}, "
+        f"{err.schedule} schedule) is probably too large for this data. {kept} "
+        f"Train again with a smaller --lr (e.g. {rate / 10:g}) and --overwrite."
+    )
 
 
 def _command_evaluate(args: argparse.Namespace) -> int:

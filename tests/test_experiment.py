@@ -192,12 +192,15 @@ def test_divergence_keeps_and_describes_the_last_good_state(
     assert _saved_epochs(tmp_path) == [2, 3]
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["epoch"] == 3
-    message = str(err)
-    assert f"test loss {record['test_loss']:.4g}" in message
-    assert f"test accuracy {record['test_accuracy']:.4f}" in message
-    rate = Config().learning_rate  # the default
-    assert "The the" not in message and f"smaller --lr (e.g. {rate / 10:g})" in message
-    assert f"learning rate {rate:g} (adam, cosine schedule)" in message
+    assert err.kept_record.to_dict() == record
+    assert not np.isfinite(err.loss)
+    defaults = Config()  # the run's settings: fit only saw the transformation
+    assert err.learning_rate == defaults.learning_rate
+    assert (err.optimizer, err.schedule) == (defaults.optimizer, defaults.schedule)
+    assert err.checkpoints == tmp_path / "checkpoints"
+    message = str(err)  # a summary from the attributes, without CLI flags
+    assert "epoch 4" in message and "--" not in message
+    assert f"learning rate {defaults.learning_rate:g}" in message
 
 
 def test_each_split_is_validated_once(fake_data, tmp_path, monkeypatch):

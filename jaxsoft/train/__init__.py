@@ -19,7 +19,13 @@ from jaxsoft.records import EpochRecord, Evaluation, TrainState
 from jaxsoft.train.errors import TrainingDiverged, TrainingError
 from jaxsoft.train.evaluation import evaluate
 from jaxsoft.train.lbfgs import LbfgsInfo, solve_lbfgs
-from jaxsoft.train.minibatch import FitResult, epoch_permutation, fit
+from jaxsoft.train.minibatch import (
+    FitResult,
+    epoch_permutation,
+    fit,
+    initial_state,
+    total_steps,
+)
 from jaxsoft.train.optimizers import (
     OPTIMIZERS,
     SCHEDULES,
@@ -40,7 +46,9 @@ __all__ = [
     "epoch_permutation",
     "evaluate",
     "fit",
+    "initial_state",
     "make_optimizer",
     "make_schedule",
     "solve_lbfgs",
+    "total_steps",
 ]
