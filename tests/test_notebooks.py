@@ -266,16 +266,12 @@ def sweep_table(nb) -> dict[str, np.ndarray]:
 def test_probe_notebook_numbers(executed):
     nb = executed(NB03)
     text = prose(nb)
-    # The splits: 80% / 20% of the training split, and the test split of
-    # scikit-learn's 1797 digits.
+    # The splits: 80% / 20% of the digits' training split, and its test split.
     sizes = printed(nb, "def features(")
     n_train, n_val, n_test = (
         int(found(rf"{name} \((\d+), 256\)", sizes))
         for name in ("train", "val", "test")
     )
-    from sklearn.datasets import load_digits
-
-    assert n_train + n_val + n_test == len(load_digits().target)
     assert n_val == (n_train + n_val) // 5
     assert int(found(r"validation part \((\d+)%\)", text)) == round(
         100 * n_val / (n_train + n_val)
