@@ -12,9 +12,12 @@ the suite fast. ``HYPOTHESIS_PROFILE=thorough`` runs many more.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,9 +27,17 @@ settings.register_profile("jaxsoft", deadline=None, max_examples=60)
 settings.register_profile("thorough", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxsoft"))
 
-# The CLI keeps compiled programs in a disk cache; tests start from none (and
-# leave none in the home folder), except the one test that checks the cache.
-os.environ["JAXSOFT_CACHE_DIR"] = ""
+# The CLI keeps compiled programs in a disk cache. The suite's processes (the
+# CLI's subprocesses above all) share one, in a folder of their own that is
+# removed at the end, so none is left in the home folder and each program is
+# compiled once per run of the suite. JAXSOFT_TEST_CACHE=0 turns it off, so
+# that every process compiles from scratch.
+if os.environ.get("JAXSOFT_TEST_CACHE", "1") == "0":
+    os.environ["JAXSOFT_CACHE_DIR"] = ""
+else:
+    _CACHE = tempfile.mkdtemp(prefix="jaxsoft-test-xla-")
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+    os.environ["JAXSOFT_CACHE_DIR"] = _CACHE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
