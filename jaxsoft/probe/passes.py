@@ -115,7 +115,9 @@ class Rows:
         self.d = int(self._parts[0].x.shape[1])
         self.num_sets = int(self._parts[0].member.shape[1])
         shards = sharding.num_shards(mesh)
-        rows = max(1, min(int(chunk_rows), self.n))
+        # Fewer rows than a chunk: one chunk of the next power of two, so that
+        # row counts of the same power share compiled passes.
+        rows = max(1, min(int(chunk_rows), 1 << max(0, self.n - 1).bit_length()))
         self.chunk_rows = -(-rows // shards) * shards
         self._plan = [
             (i, lo, min(lo + self.chunk_rows, len(p.y)))

@@ -75,9 +75,22 @@ def _spread(total: int, idx: jax.Array, sums):
     )
 
 
-@functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state")
-def _update(basis, heads: Heads, state, sums, cfg: lbfgs.Settings):
+def _split_settings(cfg: lbfgs.Settings) -> tuple[lbfgs.Settings, tuple]:
+    """(the settings that shape the program, the stopping limits as values).
+
+    The limits (rtol, gtol, max_iter) are passed to `_update` as traced
+    values, so that fits differing only in ``tol`` or ``max_iter`` (a grid
+    search, scikit-learn's checks) share one compiled update.
+    """
+    limits = (float(cfg.rtol), float(cfg.gtol), int(cfg.max_iter))
+    return cfg._replace(rtol=0.0, gtol=0.0, max_iter=0), limits
+
+
+@functools.partial(jax.jit, static_argnames="shape_cfg", donate_argnames="state")
+def _update(basis, heads: Heads, state, sums, limits, shape_cfg: lbfgs.Settings):
     """Advances every head with a pass's sums (heads already done stay put)."""
+    rtol, gtol, max_iter = limits
+    cfg = shape_cfg._replace(rtol=rtol, gtol=gtol, max_iter=max_iter)
 
     def one(s, ce, gW, gc, l2, count):
         theta = lbfgs.trial(s)
@@ -118,6 +131,7 @@ def solve_heads(
       The batched `lbfgs.HeadState` (H, ...); ``theta`` holds the solutions.
     """
     state = _init(theta0, cfg.memory)
+    shape_cfg, limits = _split_settings(cfg)
     total, passes = theta0.shape[0], 0
     while True:
         done = sharding.to_host(state.done)
@@ -127,7 +141,7 @@ def solve_heads(
         idx = sharding.replicate(_bucket(active, total).astype(np.int32), rows.mesh)
         W, c, group = _prepare(basis, heads, state, idx)
         sums = _spread(total, idx, grad_pass(rows, W, c, group))
-        state = _update(basis, heads, state, sums, cfg)
+        state = _update(basis, heads, state, sums, limits, shape_cfg)
         passes += 1
         if progress is not None:
             iterations = sharding.to_host(state.iterations)
