@@ -414,24 +414,36 @@ def trained(fake_data, tmp_path, capsys) -> Path:
     return out
 
 
-def test_evaluate(trained, tmp_path, capsys):
+def test_evaluate(trained, fake_data, tmp_path, capsys):
     report = tmp_path / "metrics.json"
     code, stdout, stderr = run(
         ["evaluate", "--checkpoint", str(trained), "--json", str(report)], capsys
     )
     assert code == 0, stderr
-    summary = json.loads((trained / "summary.json").read_text())
-    assert f"accuracy {summary['test']['accuracy']:.4f}" in stdout
-    assert "confusion matrix" in stdout
-    assert "class2" in stdout
+    # The printed and saved metrics vs NumPy on the saved parameters.
+    dataset = fake_data["datasets"]["fake"]
+    w, b, _ = final_params(trained)
+    loss, accuracy = numpy_loss_and_accuracy(dataset.x_test, dataset.y_test, w, b)
+    assert f"test: 45 examples  loss {loss:.4f}  accuracy {accuracy:.4f}" in stdout
+    predicted = numpy_softmax(dataset.x_test, w, b).argmax(axis=1)
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, (dataset.y_test, predicted), 1)
+    table = stdout.split("confusion matrix (rows: true class, columns: predicted):\n")
+    rows = [line.split()[1:] for line in table[1].splitlines()[1:4]]  # no header
+    assert rows == [[str(v) for v in row] for row in confusion]
     metrics = json.loads(report.read_text())
+    assert metrics["confusion"] == confusion.tolist()
+    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert metrics["loss"] == pytest.approx(loss, rel=1e-5)
+    summary = json.loads((trained / "summary.json").read_text())
     assert metrics["confusion"] == summary["test"]["confusion"]
     code, stdout, _ = run(
         ["evaluate", "--checkpoint", str(trained / "checkpoints"), "--split", "train"],
         capsys,
     )
     assert code == 0
-    assert "train: 120 examples" in stdout
+    loss, accuracy = numpy_loss_and_accuracy(dataset.x_train, dataset.y_train, w, b)
+    assert f"train: 120 examples  loss {loss:.4f}  accuracy {accuracy:.4f}" in stdout
 
 
 def test_evaluate_errors(trained, tmp_path, capsys):
