@@ -196,9 +196,14 @@ def test_refit_on_train_and_val(result):
 
 def test_progress_is_reported():
     seen = []
-    probe.sweep(*TRAIN, L2, x_val=VAL[0], y_val=VAL[1], progress=seen.append)
-    assert seen and seen[-1].running >= 1 and seen[-1].total == 3
+    res = probe.sweep(*TRAIN, L2, x_val=VAL[0], y_val=VAL[1], progress=seen.append)
+    assert seen and all(p.total == 3 for p in seen)
     assert [p.passes for p in seen] == list(range(1, len(seen) + 1))
+    # A head runs in every pass until it stops: the count of heads running in
+    # pass p is the number of heads that took at least p passes.
+    running = [int(np.sum(res.passes >= p.passes)) for p in seen]
+    assert [p.running for p in seen] == running
+    np.testing.assert_array_equal(seen[-1].iterations, res.iterations)
 
 
 def test_score_matches_sklearn_metrics(result):
@@ -266,7 +271,7 @@ def files(tmp_path):
     return tmp_path
 
 
-def test_command_end_to_end(files, capsys):
+def test_command_end_to_end(files, capsys, reference):
     l2 = [str(v) for v in L2]
     args = _args(files, "--train", str(files / "train.npz"), "--val",
                  str(files / "val.npz"), "--test", str(files / "test.npz"),
@@ -297,6 +302,17 @@ def test_command_end_to_end(files, capsys):
         assert float(best[f"{split}_top5"]) == pytest.approx(
             _top5_64(W, b, x, y), abs=1e-6
         )
+    # Every row's scores vs scikit-learn's heads, up to one example's flip
+    # (the underfit head's top-5 differs between the splits).
+    for row, (W, b) in zip(rows, reference, strict=True):
+        for split, (x, y) in (("train", TRAIN), ("val", VAL), ("test", TEST)):
+            tolerance = 1 / len(y) + 1e-9
+            assert float(row[f"{split}_accuracy"]) == pytest.approx(
+                accuracy(W, b, x, y), abs=tolerance
+            )
+            assert float(row[f"{split}_top5"]) == pytest.approx(
+                _top5_64(W, b, x, y), abs=tolerance
+            )
     assert (out / "val_accuracy.png").stat().st_size > 0
     assert "chosen l2" in capsys.readouterr().out
 
