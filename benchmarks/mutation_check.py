@@ -86,6 +86,41 @@ FAULTS = (
         "W=scale * 2**0.5 * standard.W)",
         ("tests/test_model.py", "-k", "init_params"),
     ),
+    Fault(
+        "top-k probabilities from unnormalised exp (jaxsoft predict)",
+        "jaxsoft/model.py",
+        "probabilities = predict_proba(params, x)",
+        "probabilities = jnp.exp(logits(params, x))",
+        ("tests/test_cli.py", "-k", "test_predict and not errors and not bomb"),
+    ),
+    Fault(
+        "metrics.jsonl test metrics of the previous epoch's parameters",
+        "jaxsoft/train/minibatch.py",
+        "                params, self.test, self.mesh, chunk_size=",
+        "                state.params, self.test, self.mesh, chunk_size=",
+        ("tests/test_cli.py", "-k", "writes_everything"),
+    ),
+    Fault(
+        "probe heads.csv val_top5 column holds train_top5",
+        "jaxsoft/probe/report.py",
+        'row["val_top5"] = float(res.val_top5[h])',
+        'row["val_top5"] = float(res.train_top5[h])',
+        ("tests/test_probe.py", "-k", "end_to_end"),
+    ),
+    Fault(
+        "confusion plot transposed",
+        "jaxsoft/plots.py",
+        'ax.imshow(confusion, cmap="Blues")',
+        'ax.imshow(confusion.T, cmap="Blues")',
+        ("tests/test_plots.py", "-k", "plot_confusion"),
+    ),
+    Fault(
+        "images shrunk by bilinear filtering, not area averaging",
+        "jaxsoft/images.py",
+        "resample = Image.Resampling.BOX if shrinking",
+        "resample = Image.Resampling.BILINEAR if shrinking",
+        ("tests/test_images.py",),
+    ),
 )
 
 BASELINE = Fault("(no fault: the copy itself)", "", "", "", ())

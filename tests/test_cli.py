@@ -52,6 +52,26 @@ def final_params(out: Path):
     return np.asarray(params.W), np.asarray(params.b), meta
 
 
+def numpy_softmax(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Float64 softmax(x W + b) of shape (n, q)."""
+    o = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b)
+    e = np.exp(o - o.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def numpy_loss_and_accuracy(x, y, w, b) -> tuple[float, float]:
+    """Float64 mean cross-entropy and accuracy of softmax(x W + b) on (x, y)."""
+    probs = numpy_softmax(x, w, b)
+    loss = -np.mean(np.log(probs[np.arange(len(y)), y]))
+    return float(loss), float(np.mean(probs.argmax(axis=1) == y))
+
+
+def read_records(out: Path) -> list[dict]:
+    return [
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
 # ------------------------------------------------------------------ train
 
 
@@ -61,29 +81,97 @@ def test_train_writes_everything(fake_data, tmp_path, capsys):
     manual.mkdir()
     data_dir = str(tmp_path / "D")
     code, stdout, stderr = train_fake(
-        out, capsys, "--data-dir", data_dir, "--manual-dir", str(manual)
+        out,
+        capsys,
+        "--data-dir",
+        data_dir,
+        "--manual-dir",
+        str(manual),
+        "--checkpoint-every",
+        "1",
     )
     assert code == 0, stderr
     assert fake_data["calls"] == [
         {"name": "fake", "data_dir": data_dir, "manual_dir": str(manual)}
     ]
-    assert stdout.count("epoch ") >= 3
     assert "done: 3 epochs" in stdout
     for name in ("curves.png", "weights.png", "confusion.png", "summary.json"):
         assert (out / name).is_file(), name
-    records = [
-        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
-    ]
+    records = read_records(out)
     assert [r["epoch"] for r in records] == [1, 2, 3]
+    # Each epoch's test metrics, recomputed in float64 from that epoch's
+    # checkpoint (all three are kept).
+    dataset = fake_data["datasets"]["fake"]
+    with checkpoint.Checkpointer(out / "checkpoints", async_save=False) as saved:
+        assert saved.epochs() == [1, 2, 3]
+        epoch_params = [saved.restore_params(e)[0] for e in (1, 2, 3)]
+    for record, params in zip(records, epoch_params, strict=True):
+        loss, accuracy = numpy_loss_and_accuracy(
+            dataset.x_test, dataset.y_test, params.W, params.b
+        )
+        assert record["test_loss"] == pytest.approx(loss, rel=1e-5)
+        assert record["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert records[0]["test_loss"] != records[-1]["test_loss"]  # the params moved
+    # The printed per-epoch lines are those records, rounded.
+    printed = [line.split() for line in stdout.splitlines() if line[:6] == "epoch "]
+    assert [line[:13] for line in printed] == [
+        [
+            "epoch",
+            str(r["epoch"]),
+            "train",
+            "loss",
+            f"{r['train_loss']:.4f}",
+            "acc",
+            f"{r['train_accuracy']:.4f}",
+            "test",
+            "loss",
+            f"{r['test_loss']:.4f}",
+            "acc",
+            f"{r['test_accuracy']:.4f}",
+            f"{r['seconds']:.2f}s",
+        ]
+        for r in records
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 3
     assert summary["test"]["num_examples"] == 45
-    assert summary["test"]["accuracy"] == records[-1]["test_accuracy"]
+    assert summary["test"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert summary["config"]["optimizer"] == Config().optimizer
     assert summary["test"]["top_5_accuracy"] is None  # only 3 classes
-    _, _, meta = final_params(out)
+    w, b, meta = final_params(out)
+    np.testing.assert_array_equal(w, epoch_params[-1].W)
+    np.testing.assert_array_equal(b, epoch_params[-1].b)
     assert meta["epoch"] == 3
     assert meta["config"]["image_shape"] == [4, 4, 1]
+
+
+def test_metrics_jsonl_train_metrics_match_numpy(
+    fake_data, tmp_path, capsys, monkeypatch
+):
+    """With a zero learning rate the saved parameters are those every
+    minibatch saw, so each epoch's mean train metrics are theirs."""
+
+    def frozen(name, learning_rate, *, schedule, total_steps):
+        return optax.sgd(0.0)
+
+    monkeypatch.setattr(train, "make_optimizer", frozen)
+    out = tmp_path / "run"
+    # 40 divides the 120 training examples: every one is in a minibatch.
+    code, _, stderr = train_fake(out, capsys, "--epochs", "2", "--batch-size", "40")
+    assert code == 0, stderr
+    w, b, _ = final_params(out)
+    assert np.abs(w).max() > 0  # a random, not a zero, initialisation
+    dataset = fake_data["datasets"]["fake"]
+    records = read_records(out)
+    assert [r["epoch"] for r in records] == [1, 2]
+    for prefix, x, y in (
+        ("train", dataset.x_train, dataset.y_train),
+        ("test", dataset.x_test, dataset.y_test),
+    ):
+        loss, accuracy = numpy_loss_and_accuracy(x, y, w, b)
+        for record in records:
+            assert record[f"{prefix}_loss"] == pytest.approx(loss, rel=1e-5)
+            assert record[f"{prefix}_accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
 def test_train_refuses_to_overwrite_silently(fake_data, tmp_path, capsys):
@@ -345,24 +433,36 @@ def trained(fake_data, tmp_path, capsys) -> Path:
     return out
 
 
-def test_evaluate(trained, tmp_path, capsys):
+def test_evaluate(trained, fake_data, tmp_path, capsys):
     report = tmp_path / "metrics.json"
     code, stdout, stderr = run(
         ["evaluate", "--checkpoint", str(trained), "--json", str(report)], capsys
     )
     assert code == 0, stderr
-    summary = json.loads((trained / "summary.json").read_text())
-    assert f"accuracy {summary['test']['accuracy']:.4f}" in stdout
-    assert "confusion matrix" in stdout
-    assert "class2" in stdout
+    # The printed and saved metrics vs NumPy on the saved parameters.
+    dataset = fake_data["datasets"]["fake"]
+    w, b, _ = final_params(trained)
+    loss, accuracy = numpy_loss_and_accuracy(dataset.x_test, dataset.y_test, w, b)
+    assert f"test: 45 examples  loss {loss:.4f}  accuracy {accuracy:.4f}" in stdout
+    predicted = numpy_softmax(dataset.x_test, w, b).argmax(axis=1)
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, (dataset.y_test, predicted), 1)
+    table = stdout.split("confusion matrix (rows: true class, columns: predicted):\n")
+    rows = [line.split()[1:] for line in table[1].splitlines()[1:4]]  # no header
+    assert rows == [[str(v) for v in row] for row in confusion]
     metrics = json.loads(report.read_text())
+    assert metrics["confusion"] == confusion.tolist()
+    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert metrics["loss"] == pytest.approx(loss, rel=1e-5)
+    summary = json.loads((trained / "summary.json").read_text())
     assert metrics["confusion"] == summary["test"]["confusion"]
     code, stdout, _ = run(
         ["evaluate", "--checkpoint", str(trained / "checkpoints"), "--split", "train"],
         capsys,
     )
     assert code == 0
-    assert "train: 120 examples" in stdout
+    loss, accuracy = numpy_loss_and_accuracy(dataset.x_train, dataset.y_train, w, b)
+    assert f"train: 120 examples  loss {loss:.4f}  accuracy {accuracy:.4f}" in stdout
 
 
 def test_evaluate_errors(trained, tmp_path, capsys):
@@ -403,17 +503,26 @@ def _write_image(path: Path, pixels: np.ndarray, mode: str = "L") -> Path:
     return path
 
 
+def _printed_predictions(line: str) -> tuple[str, list[str], list[float]]:
+    """``path: name (p), name (p)`` -> (path, names, probabilities)."""
+    path, ranked = line.rsplit(": ", 1)
+    pairs = [pair.rstrip(")").split(" (") for pair in ranked.split(", ")]
+    return path, [name for name, _ in pairs], [float(p) for _, p in pairs]
+
+
 def test_predict(trained, fake_data, tmp_path, capsys):
     dataset = fake_data["datasets"]["fake"]
-    first = _write_image(
-        tmp_path / "first.png", (dataset.x_test[0].reshape(4, 4) * 255).round()
-    )
+    first_pixels = (dataset.x_test[0].reshape(4, 4) * 255).round()
+    first = _write_image(tmp_path / "first.png", first_pixels)
     big_rgb = np.repeat(
         np.kron(dataset.x_test[1].reshape(4, 4), np.ones((7, 7)))[..., None] * 255,
         3,
         -1,
     )
     second = _write_image(tmp_path / "second.jpg", big_rgb.round(), mode="RGB")
+    # Noise: an input unlike any of the data.
+    noise_pixels = np.random.default_rng(5).integers(0, 256, (4, 4))
+    noise = _write_image(tmp_path / "noise.png", noise_pixels)
     code, stdout, stderr = run(
         [
             "predict",
@@ -421,6 +530,7 @@ def test_predict(trained, fake_data, tmp_path, capsys):
             str(trained),
             str(first),
             str(second),
+            str(noise),
             "--top",
             "2",
             "--invert",
@@ -430,12 +540,31 @@ def test_predict(trained, fake_data, tmp_path, capsys):
     )
     assert code == 0, stderr
     lines = stdout.strip().splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith(f"{first}: class{dataset.y_test[0]} (")
-    assert lines[1].startswith(f"{second}: class{dataset.y_test[1]} (")
-    assert lines[0].count("(") == 2
-    probabilities = [float(p.split(")")[0]) for p in lines[0].split("(")[1:]]
-    assert probabilities == sorted(probabilities, reverse=True)
+    assert len(lines) == 3
+    # The expected top 2 of 3 classes: a float64 softmax of x W + b with the
+    # saved parameters. A greyscale PNG is read back as pixel / 255 exactly;
+    # the (lossy) JPEG's pixels are read as the command reads them.
+    from jaxsoft.images import load_images
+
+    w, b, _ = final_params(trained)
+    x = np.stack(
+        [
+            first_pixels.reshape(-1) / 255.0,
+            load_images([second], (4, 4, 1), invert="no")[0],
+            noise_pixels.reshape(-1) / 255.0,
+        ]
+    )
+    probs = numpy_softmax(x, w, b)
+    for line, path, row, label in zip(
+        lines, (first, second, noise), probs, (*dataset.y_test[:2], None), strict=True
+    ):
+        printed_path, names, printed = _printed_predictions(line)
+        order = np.argsort(-row)[:2]
+        assert printed_path == str(path)
+        assert names == [f"class{c}" for c in order]
+        np.testing.assert_allclose(printed, row[order], atol=5e-4 + 1e-6)
+        if label is not None:
+            assert order[0] == label
 
 
 def test_predict_errors(trained, tmp_path, capsys):

@@ -564,16 +564,33 @@ def test_catalog_path_with_mock_data(
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
     assert ds.image_shape == (28, 28, 1)
     assert ds.class_names == class_names
-    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
-        assert x.min() >= 0.0 and x.max() <= 1.0
-        assert x.max() > 0.5  # random 8-bit pixels, scaled by 255
-        assert ((y >= 0) & (y < 10)).all()
+    # The mocked examples as TFDS itself serves them, flattened and / 255.
+    for split, x, y in (
+        ("train", ds.x_train, ds.y_train),
+        ("test", ds.x_test, ds.y_test),
+    ):
+        images, labels = _tfds_examples(name, split, tmp_path / "tfds")
+        np.testing.assert_allclose(x, images.reshape(12, -1) / 255.0, atol=1e-7)
+        np.testing.assert_array_equal(y, labels)
+        assert len(np.unique(images)) > 2  # random 8-bit pixels, not a constant
+
+
+def _tfds_examples(name: str, split: str, data_dir: Path) -> tuple[np.ndarray, ...]:
+    """(images, labels) of a split straight from a TFDS data source."""
+    source = tfds.data_source(name, split=split, data_dir=data_dir)
+    examples = [source[i] for i in range(len(source))]
+    images = np.stack([e["image"] for e in examples]).astype(np.float64)
+    return images, np.array([e["label"] for e in examples])
 
 
 def test_catalog_rgb_images_are_flattened(mocked_catalog: None, tmp_path: Path) -> None:
     ds = data.load("cifar10", data_dir=tmp_path)
     assert ds.image_shape == (32, 32, 3)
     assert ds.x_train.shape == (12, 32 * 32 * 3)
+    images, labels = _tfds_examples("cifar10", "train", tmp_path)
+    # Row-major (height, width, channel) flattening, as the images are stored.
+    np.testing.assert_allclose(ds.x_train, images.reshape(12, -1) / 255.0, atol=1e-7)
+    np.testing.assert_array_equal(ds.y_train, labels)
     assert ds.num_classes == 10  # (names come from files cifar10 downloads)
 
 

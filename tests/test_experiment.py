@@ -76,8 +76,12 @@ def test_train_and_evaluate_in_a_fresh_process(tmp_path):
         _numpy_calibration_error(probs, y_test), abs=1e-5
     )
     assert _saved_epochs(run) == [2]
+    from PIL import Image
+
     for name in ("curves.png", "weights.png", "confusion.png"):
-        assert (run / name).stat().st_size > 0
+        with Image.open(run / name) as image:  # a whole, readable PNG
+            assert image.format == "PNG"
+            image.verify()
 
 
 def _numpy_test_probabilities(run: Path, data_dir: Path) -> tuple[np.ndarray, ...]:
@@ -226,12 +230,41 @@ def test_evaluate_and_predict_from_a_checkpoint(fake_data, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert result.to_dict() == summary["test"]
     assert info["dataset"] == "fake" and info["epoch"] == 3
+    # The same numbers from a float64 softmax of the saved parameters.
+    ds = fake_data["datasets"]["fake"]
+    w, b, _ = _final_params(tmp_path)
+    probs = _softmax64(ds.x_test, w, b)
+    y = ds.y_test
+    assert result.accuracy == pytest.approx(np.mean(probs.argmax(1) == y), abs=1e-6)
+    expected_loss = -np.mean(np.log(probs[np.arange(len(y)), y]))
+    assert result.loss == pytest.approx(expected_loss, rel=1e-5)
+    assert result.calibration_error == pytest.approx(
+        _numpy_calibration_error(probs, y), abs=1e-5
+    )
     with pytest.raises(experiment.RunError, match="25 and 3"):
         experiment.evaluate_checkpoint(tmp_path, dataset="wide")
 
-    x = fake_data["datasets"]["fake"].x_test[0].reshape(4, 4)
-    image = tmp_path / "x.png"
-    Image.fromarray((x * 255).round().astype(np.uint8)).save(image)
-    (prediction,) = experiment.predict_files(tmp_path, [image], top=2, invert="no")
-    assert len(prediction.classes) == 2
-    assert prediction.probabilities[0] >= prediction.probabilities[1]
+    # Top 2 of 3 classes for two PNGs (read back as pixel / 255 exactly).
+    pixels = [
+        (ds.x_test[0].reshape(4, 4) * 255).round(),
+        np.random.default_rng(3).integers(0, 256, (4, 4)),
+    ]
+    images = []
+    for i, p in enumerate(pixels):
+        images.append(tmp_path / f"x{i}.png")
+        Image.fromarray(p.astype(np.uint8)).save(images[-1])
+    predictions = experiment.predict_files(tmp_path, images, top=2, invert="no")
+    expected = _softmax64(np.stack([p.reshape(-1) / 255.0 for p in pixels]), w, b)
+    for prediction, row in zip(predictions, expected, strict=True):
+        order = np.argsort(-row)[:2]
+        assert prediction.classes == tuple(ds.class_names[c] for c in order)
+        np.testing.assert_allclose(
+            prediction.probabilities, row[order], rtol=1e-5, atol=1e-6
+        )
+
+
+def _softmax64(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Float64 softmax(x W + b) of shape (n, q)."""
+    o = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b)
+    e = np.exp(o - o.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)

@@ -13,7 +13,6 @@ from jaxsoft.train import EpochRecord
 
 
 def _check_png(path, min_side: int = 200, max_side: int = 4000) -> None:
-    assert path.is_file()
     with Image.open(path) as image:
         assert image.format == "PNG"
         width, height = image.size
@@ -39,8 +38,18 @@ def _history(with_test: bool = True) -> list[EpochRecord]:
 @pytest.mark.parametrize("with_test", [True, False])
 def test_plot_history(tmp_path, with_test):
     path = tmp_path / "sub" / "curves.png"
-    plots.plot_history(_history(with_test), path)
+    history = _history(with_test)
+    fig = plots.plot_history(history, path)
     _check_png(path)
+    # The curves are the records' values, epoch by epoch.
+    epochs = [1, 2, 3, 4, 5]
+    for ax, metric in zip(fig.axes, ("loss", "accuracy"), strict=True):
+        splits = ("train", "test") if with_test else ("train",)
+        assert [line.get_label() for line in ax.lines] == list(splits)
+        for line, split in zip(ax.lines, splits, strict=True):
+            expected = [getattr(r, f"{split}_{metric}") for r in history]
+            np.testing.assert_array_equal(line.get_xdata(), epochs)
+            np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-12)
 
 
 def test_plot_history_needs_records(tmp_path):
@@ -57,8 +66,24 @@ def test_plot_weights(tmp_path, image_shape, num_classes):
     params = js.init_params(jax.random.key(0), d, num_classes, scale=1.0)
     names = [f"c{j}" for j in range(num_classes)]
     path = tmp_path / "weights.png"
-    plots.plot_weights(params, image_shape, names, path)
+    fig = plots.plot_weights(params, image_shape, names, path)
     _check_png(path)
+    # One panel per class: its weight column as an image, titled by name.
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in drawn] == names
+    w = np.asarray(params.W, np.float64)
+    colour = len(image_shape) == 3 and image_shape[-1] == 3
+    limit = np.percentile(np.abs(w), 99.5)
+    for j, ax in enumerate(drawn):
+        (image,) = ax.images
+        column = w[:, j].reshape(image_shape if colour else image_shape[:2])
+        if colour:  # rescaled to [0, 1] per class
+            low, high = column.min(), column.max()
+            expected = (column - low) / (high - low)
+        else:  # a shared colour range, centred on 0
+            expected = column
+            np.testing.assert_allclose(image.get_clim(), (-limit, limit), rtol=1e-6)
+        np.testing.assert_allclose(image.get_array(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_plot_weights_checks_shapes(tmp_path):
@@ -77,8 +102,18 @@ def test_plot_confusion(tmp_path, num_classes):
     confusion = rng.integers(0, 50, (num_classes, num_classes))
     names = [f"class {j}" for j in range(num_classes)]
     path = tmp_path / "confusion.png"
-    plots.plot_confusion(confusion, names, path)
+    fig = plots.plot_confusion(confusion, names, path)
     _check_png(path)
+    (ax,) = fig.axes
+    np.testing.assert_array_equal(ax.images[0].get_array(), confusion)
+    if num_classes <= 30:  # the counts are written in their cells
+        counts = {(t.get_position(), t.get_text()) for t in ax.texts}
+        expected = {
+            ((j, i), str(confusion[i, j]))
+            for i in range(num_classes)
+            for j in range(num_classes)
+        }
+        assert counts == expected
 
 
 def test_plot_confusion_checks_shapes(tmp_path):

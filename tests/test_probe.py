@@ -78,12 +78,8 @@ def test_heads_reach_sklearn_objective(result, reference):
     for h, l2 in enumerate(L2):
         ours = objective64(result.heads.W[h], result.heads.b[h], *TRAIN, l2)
         theirs = objective64(*reference[h], *TRAIN, l2)
-        assert ours <= theirs * (1 + 1e-4), (l2, ours, theirs)
-        assert ours == pytest.approx(theirs, rel=1e-4)
-        head = js.Params(result.heads.W[h], result.heads.b[h])
-        assert result.objective[h] == pytest.approx(
-            float(js.loss(head, *TRAIN, l2)), rel=1e-5
-        )
+        assert ours == pytest.approx(theirs, rel=1e-4), (l2, ours, theirs)
+        assert result.objective[h] == pytest.approx(ours, rel=1e-5)
 
 
 def test_choice_matches_sklearn(result, reference):
@@ -200,9 +196,14 @@ def test_refit_on_train_and_val(result):
 
 def test_progress_is_reported():
     seen = []
-    probe.sweep(*TRAIN, L2, x_val=VAL[0], y_val=VAL[1], progress=seen.append)
-    assert seen and seen[-1].running >= 1 and seen[-1].total == 3
+    res = probe.sweep(*TRAIN, L2, x_val=VAL[0], y_val=VAL[1], progress=seen.append)
+    assert seen and all(p.total == 3 for p in seen)
     assert [p.passes for p in seen] == list(range(1, len(seen) + 1))
+    # A head runs in every pass until it stops: the count of heads running in
+    # pass p is the number of heads that took at least p passes.
+    running = [int(np.sum(res.passes >= p.passes)) for p in seen]
+    assert [p.running for p in seen] == running
+    np.testing.assert_array_equal(seen[-1].iterations, res.iterations)
 
 
 def test_score_matches_sklearn_metrics(result):
@@ -270,7 +271,7 @@ def files(tmp_path):
     return tmp_path
 
 
-def test_command_end_to_end(files, capsys):
+def test_command_end_to_end(files, capsys, reference):
     l2 = [str(v) for v in L2]
     args = _args(files, "--train", str(files / "train.npz"), "--val",
                  str(files / "val.npz"), "--test", str(files / "test.npz"),
@@ -286,9 +287,32 @@ def test_command_end_to_end(files, capsys):
     assert head["W"].shape == (D, Q) and head["b"].shape == (Q,)
     assert float(head["l2"]) == L2[summary["best"]]
     W, b = head["W"], head["b"]
-    assert float(rows[summary["best"]]["test_accuracy"]) == pytest.approx(
-        accuracy(W, b, *TEST)
+    # Every score of the chosen head's row, recomputed from the saved head.
+    best = rows[summary["best"]]
+    assert [r["chosen"] for r in rows] == [
+        str(h == summary["best"]) for h in range(len(L2))
+    ]
+    assert float(best["objective"]) == pytest.approx(
+        objective64(W, b, *TRAIN, L2[summary["best"]]), rel=1e-5
     )
+    for split, (x, y) in (("train", TRAIN), ("val", VAL), ("test", TEST)):
+        assert float(best[f"{split}_accuracy"]) == pytest.approx(
+            accuracy(W, b, x, y), abs=1e-6
+        )
+        assert float(best[f"{split}_top5"]) == pytest.approx(
+            _top5_64(W, b, x, y), abs=1e-6
+        )
+    # Every row's scores vs scikit-learn's heads, up to one example's flip
+    # (the underfit head's top-5 differs between the splits).
+    for row, (W, b) in zip(rows, reference, strict=True):
+        for split, (x, y) in (("train", TRAIN), ("val", VAL), ("test", TEST)):
+            tolerance = 1 / len(y) + 1e-9
+            assert float(row[f"{split}_accuracy"]) == pytest.approx(
+                accuracy(W, b, x, y), abs=tolerance
+            )
+            assert float(row[f"{split}_top5"]) == pytest.approx(
+                _top5_64(W, b, x, y), abs=tolerance
+            )
     assert (out / "val_accuracy.png").stat().st_size > 0
     assert "chosen l2" in capsys.readouterr().out
 
