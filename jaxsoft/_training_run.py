@@ -2,7 +2,9 @@
 
 start (initial or restored state, history from ``metrics.jsonl``) -> fit
 (checkpoints every k epochs and at the end, one ``metrics.jsonl`` line per
-epoch, progress) -> finish (test evaluation, plots, ``summary.json``).
+epoch, progress; the first SIGINT or SIGTERM stops it after the epoch in
+progress, once that epoch's checkpoint is saved: `jaxsoft._stop`) -> finish
+(test evaluation, plots, ``summary.json``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import jax
 
 from jaxsoft import checkpoint, distributed, model, sharding
+from jaxsoft._stop import RunInterrupted, StopRequests
 from jaxsoft.config import Config
 from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.run_folder import RunFolder
@@ -93,13 +96,13 @@ class TrainingRun:
             sharding.replicate(self.shuffle_key, self.mesh),
         )
         if resuming:
-            with checkpoint.Checkpointer(self.folder.checkpoints) as ckpt:
-                state, _ = ckpt.restore(template)
+            state = self._restore(template)
             history = self.folder.read_history(state.epoch)
             self._print(f"resuming after epoch {state.epoch}")
         else:
             if self.writer:
                 self.folder.clear()  # --overwrite: every input is valid by now
+                self.folder.write_config(self.meta)
             state, history = template, []
         if self.writer:
             self.folder.write_history(history)
@@ -113,6 +116,26 @@ class TrainingRun:
             f"{jax.process_count()} process(es); writing to {self.folder.path}"
         )
         return state, history
+
+    def _restore(self, template: TrainState) -> TrainState:
+        """The newest intact checkpoint's state; damaged newer ones are set
+        aside (saying so), once every process has restored."""
+        with checkpoint.Checkpointer(self.folder.checkpoints) as ckpt:
+            (state, _), damaged = ckpt.newest_intact(
+                lambda epoch: ckpt.restore(template, epoch)
+            )
+        distributed.barrier("jaxsoft: checkpoint restored")
+        if self.writer:
+            for err in damaged:
+                moved = self.folder.set_aside(err.path)
+                print(
+                    f"jaxsoft: the checkpoint of epoch {err.path.name} is damaged "
+                    f"(moved to {moved}); resuming from epoch {state.epoch}, the "
+                    "newest intact one.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return state
 
     def fit(self, state: TrainState, history: list[EpochRecord]) -> Any:
         """Trains to ``config.epochs``, saving checkpoints and metrics."""
@@ -142,34 +165,43 @@ class TrainingRun:
             progress.update(1)
             if self.verbose:
                 progress.write(_metrics_line(record), file=sys.stdout)
+            if stop.agreed():  # every process stops after the same epoch
+                if record.epoch not in saved_epochs:
+                    ckpt.save(new_state, self.meta)
+                ckpt.wait_until_finished()
+                raise RunInterrupted(record.epoch, stop.requested)
 
         ckpt = checkpoint.Checkpointer(
             self.folder.checkpoints, max_to_keep=config.keep_checkpoints
         )
-        try:
-            return train.fit(
-                self.initial_params,
-                ds.x_train,
-                ds.y_train,
-                key=self.shuffle_key,
-                optimizer=self.optimizer,
-                l2=config.l2,
-                batch_size=config.batch_size,
-                epochs=config.epochs,
-                x_test=ds.x_test,
-                y_test=ds.y_test,
-                state=state,
-                history=history,
-                on_epoch_end=on_epoch_end,
-                eval_chunk_size=config.eval_chunk_size,
-                check_input=False,  # a Dataset is valid by construction
-                mesh=self.mesh,
-            )
-        except train.TrainingDiverged as err:
-            raise self._diverged(err, ckpt, saved_epochs) from None
-        finally:
-            progress.close()
-            ckpt.close()
+        with StopRequests() as stop:
+            try:
+                result = train.fit(
+                    self.initial_params,
+                    ds.x_train,
+                    ds.y_train,
+                    key=self.shuffle_key,
+                    optimizer=self.optimizer,
+                    l2=config.l2,
+                    batch_size=config.batch_size,
+                    epochs=config.epochs,
+                    x_test=ds.x_test,
+                    y_test=ds.y_test,
+                    state=state,
+                    history=history,
+                    on_epoch_end=on_epoch_end,
+                    eval_chunk_size=config.eval_chunk_size,
+                    check_input=False,  # a Dataset is valid by construction
+                    mesh=self.mesh,
+                )
+            except train.TrainingDiverged as err:
+                raise self._diverged(err, ckpt, saved_epochs) from None
+            finally:
+                progress.close()
+                ckpt.close()
+            if stop.agreed():  # asked while the last checkpoint was written
+                raise RunInterrupted(result.state.epoch, stop.requested)
+        return result
 
     def _diverged(
         self, err: Any, ckpt: checkpoint.Checkpointer, saved_epochs: set[int]
