@@ -14,6 +14,7 @@ import contextlib
 import os
 import shlex
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -74,12 +75,32 @@ def command_signals(message: Callable[[str], str]) -> Iterator[None]:
     default = main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     if default:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+    hook, sys.unraisablehook = sys.unraisablehook, _interrupt_again(sys.unraisablehook)
     try:
         with quit_at_once(message):
             yield
     finally:
+        sys.unraisablehook = hook
         if default:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupt_again(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``sys.unraisablehook`` that does not lose a Ctrl-C: a KeyboardInterrupt
+    raised where Python can only print it ("Exception ignored in" a garbage
+    collector callback such as JAX's) is raised again, by the signal, in the
+    code that runs next."""
+
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt):  # a little later,
+            # from another thread: the handler runs after this hook, not in it
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+            again.daemon = True
+            again.start()
+        else:
+            hook(info)
+
+    return unraisable
 
 
 def resume_command(argv: Sequence[str]) -> str:

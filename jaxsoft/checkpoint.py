@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +38,9 @@ __all__ = [
 
 FORMAT_VERSION = 2
 _T = TypeVar("_T")
-_UNFINISHED: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+# Checkpointers with a save that may be pending, kept alive until closed (a
+# dropped one must still finish its write when Python exits).
+_UNFINISHED: set[Checkpointer] = set()
 
 
 class CheckpointError(Exception):

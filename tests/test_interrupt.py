@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,139 @@ def test_a_two_process_run_killed_before_its_first_checkpoint_resumes(
         assert epoch == EPOCHS
         np.testing.assert_allclose(w, reference[0], atol=1e-5, rtol=0)
         np.testing.assert_allclose(b, reference[1], atol=1e-5, rtol=0)
+
+
+# ------------------------------------------- jaxsoft._shutdown, jaxsoft._stop
+
+UNFINISHED_SAVE = """
+    import sys, jax, optax
+    from jaxsoft import _shutdown, checkpoint, model
+    from jaxsoft.records import TrainState
+    if sys.argv[2] == "without":
+        _shutdown.finish_at_thread_shutdown = lambda callback: None
+    w = jax.random.normal(jax.random.key(0), (1000, 1000))
+    params = model.Params(W=w, b=jax.numpy.zeros(1000))
+    state = TrainState(params, optax.adam(0.1).init(params), 1, jax.random.key(1))
+    checkpoint.Checkpointer(sys.argv[1]).save(state, {})  # then Python exits
+"""
+
+
+def test_finish_at_thread_shutdown_keeps_a_save_pending_at_exit(env, tmp_path):
+    """Without it, Python's exit shuts the thread pools down under orbax's
+    write: tracebacks, and the checkpoint is lost."""
+    script = textwrap.dedent(UNFINISHED_SAVE)
+    for how in ("with", "without"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / how), how],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0
+        if how == "with":
+            assert done.stderr == ""
+            assert _complete(tmp_path) == []  # (tmp_path itself holds none)
+            assert sorted(p.name for p in (tmp_path / how).iterdir()) == ["1"]
+        else:
+            assert "cannot schedule new futures after" in done.stderr
+            assert not (tmp_path / how / "1").exists()
+
+
+def test_draining_event_loops_finish_pending_tasks_before_closing():
+    """orbax closes its loop when one read fails; the other reads, still
+    pending, were destroyed and printed tracebacks (intermittently:
+    "Event loop is closed"). Under the policy they finish first."""
+    import asyncio
+
+    from jaxsoft import _shutdown
+
+    def close_with_a_pending_task() -> list[str]:
+        finished = []
+
+        async def slow() -> None:
+            await asyncio.sleep(0.01)
+            finished.append("slow")
+
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(slow())
+        loop.close()
+        assert task.done() == bool(finished)
+        return finished
+
+    with _shutdown.draining_event_loops():
+        assert close_with_a_pending_task() == ["slow"]
+    before = asyncio.get_event_loop_policy()
+    assert close_with_a_pending_task() == []  # the default: destroyed pending
+    assert asyncio.get_event_loop_policy() is before
+
+
+TEARDOWN = """
+    import atexit, sys
+    from jaxsoft import _shutdown
+    class Module:
+        def __del__(self):
+            print("teardown", flush=True)
+    kept = Module()  # a module global: finalised by the interpreter's teardown
+    atexit.register(print, "exit handler", flush=True)
+    _shutdown.quick_exit(3) if sys.argv[1] == "quick" else sys.exit(3)
+"""
+
+
+def test_quick_exit_runs_the_exit_handlers_but_skips_the_teardown(env):
+    """The teardown it skips (every module, XLA's runtime) is what took
+    about 0.4 s at the console script's end; the exit code and the exit
+    handlers stay."""
+    script = textwrap.dedent(TEARDOWN)
+    for how, printed in (("quick", "exit handler\n"), ("usual", None)):
+        done = subprocess.run(
+            [sys.executable, "-c", script, how],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 3, done.stderr
+        if printed is not None:
+            assert done.stdout == printed
+        else:
+            assert done.stdout.splitlines() == ["exit handler", "teardown"]
+
+
+def test_a_ctrl_c_swallowed_as_unraisable_is_raised_again():
+    """A KeyboardInterrupt raised in a garbage-collector callback (JAX has
+    one) is only printed ("Exception ignored in"), and the command went on;
+    within `command_signals` it interrupts the code that runs next."""
+    from jaxsoft import _stop
+
+    class RaisesWhenCollected:
+        def __del__(self) -> None:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), _stop.command_signals(str):
+            RaisesWhenCollected()  # collected at once: unraisable
+            time.sleep(60)  # the signal's handler interrupts it
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_stop_requests_restore_the_previous_handlers():
+    """Library code called from a notebook must not keep its handlers."""
+    from jaxsoft import _stop
+
+    def mine(signum, frame):
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGINT, mine)
+    try:
+        with _stop.StopRequests() as stop:
+            assert signal.getsignal(signal.SIGINT) == stop._handle
+            signal.raise_signal(signal.SIGTERM)  # only recorded
+            assert stop.requested == "SIGTERM" and stop.agreed()
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)
