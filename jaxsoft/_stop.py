@@ -123,7 +123,8 @@ class StopRequests:
         self.requested: str | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> StopRequests:
+    def install(self) -> StopRequests:
+        """Installs the handlers (what entering the ``with`` block does)."""
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 previous = signal.getsignal(signum)
@@ -132,10 +133,17 @@ class StopRequests:
                     signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def uninstall(self) -> None:
+        """Puts the previous handlers back (what leaving the block does)."""
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+
+    def __enter__(self) -> StopRequests:
+        return self.install()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.uninstall()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name

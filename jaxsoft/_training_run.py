@@ -174,33 +174,36 @@ class TrainingRun:
         ckpt = checkpoint.Checkpointer(
             self.folder.checkpoints, max_to_keep=config.keep_checkpoints
         )
-        with StopRequests() as stop:
+        stop = StopRequests().install()
+        try:
+            result = train.fit(
+                self.initial_params,
+                ds.x_train,
+                ds.y_train,
+                key=self.shuffle_key,
+                optimizer=self.optimizer,
+                l2=config.l2,
+                batch_size=config.batch_size,
+                epochs=config.epochs,
+                x_test=ds.x_test,
+                y_test=ds.y_test,
+                state=state,
+                history=history,
+                on_epoch_end=on_epoch_end,
+                eval_chunk_size=config.eval_chunk_size,
+                check_input=False,  # a Dataset is valid by construction
+                mesh=self.mesh,
+            )
+        except train.TrainingDiverged as err:
+            raise self._diverged(err, ckpt, saved_epochs) from None
+        finally:
+            progress.close()
             try:
-                result = train.fit(
-                    self.initial_params,
-                    ds.x_train,
-                    ds.y_train,
-                    key=self.shuffle_key,
-                    optimizer=self.optimizer,
-                    l2=config.l2,
-                    batch_size=config.batch_size,
-                    epochs=config.epochs,
-                    x_test=ds.x_test,
-                    y_test=ds.y_test,
-                    state=state,
-                    history=history,
-                    on_epoch_end=on_epoch_end,
-                    eval_chunk_size=config.eval_chunk_size,
-                    check_input=False,  # a Dataset is valid by construction
-                    mesh=self.mesh,
-                )
-            except train.TrainingDiverged as err:
-                raise self._diverged(err, ckpt, saved_epochs) from None
-            finally:
-                progress.close()
                 ckpt.close()
-            if stop.agreed():  # asked while the last checkpoint was written
-                raise RunInterrupted(result.state.epoch, stop.requested)
+            finally:
+                stop.uninstall()  # a notebook gets its own handlers back
+        if stop.agreed():  # asked while the last checkpoint was written
+            raise RunInterrupted(result.state.epoch, stop.requested)
         return result
 
     def _diverged(
