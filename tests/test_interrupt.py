@@ -214,10 +214,17 @@ HOOKED = """
         return line(record)
     def save_then_signal(self, state, config):
         save(self, state, config)  # returns while orbax writes the arrays
-        if state.epoch == 3:  # the stop's save, or the first one
+        if state.epoch == 3 and how != "plots":  # the stop's save, or the first
             os.kill(os.getpid(), then)
     _training_run._metrics_line = metrics_line
     checkpoint.Checkpointer.save = save_then_signal
+    if how == "plots":  # Ctrl-C while the first plot is drawn, after training
+        from jaxsoft import plots
+        plot = plots.plot_history
+        def plot_history(*args, **kwargs):
+            os.kill(os.getpid(), then)
+            return plot(*args, **kwargs)
+        plots.plot_history = plot_history
     sys.argv[0:3] = ["jaxsoft"]
     cli.run()
 """
@@ -263,6 +270,21 @@ def test_kill_9_during_the_first_save_then_resume_starts_again(
     notice = [line for line in stdout.splitlines() if "no complete checkpoint" in line]
     assert len(notice) == 1, stdout
     assert "starting the run again from epoch 1 with its saved settings" in notice[0]
+
+
+def test_ctrl_c_while_plotting_after_training_keeps_the_run(data_dir, env, tmp_path):
+    out = tmp_path / "run"
+    command = _command(data_dir, out, "--epochs", "5")
+    code, _, stderr = _finish(_start(_hooked("plots", "SIGINT", command), env))
+    assert code == 130
+    (line,) = _jaxsoft_lines(stderr)
+    assert SAVED.match(line) and int(SAVED.match(line).group(1)) == 5
+    resumed = subprocess.run(
+        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "done: 5 epochs" in resumed.stdout
+    assert (out / "summary.json").is_file()
 
 
 def _free_port() -> int:
