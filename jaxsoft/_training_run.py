@@ -2,7 +2,9 @@
 
 start (initial or restored state, history from ``metrics.jsonl``) -> fit
 (checkpoints every k epochs and at the end, one ``metrics.jsonl`` line per
-epoch, progress) -> finish (test evaluation, plots, ``summary.json``).
+epoch, progress; the first SIGINT or SIGTERM stops it after the epoch in
+progress, once that epoch's checkpoint is saved: `jaxsoft._stop`) -> finish
+(test evaluation, plots, ``summary.json``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import jax
 
 from jaxsoft import checkpoint, distributed, model, sharding
+from jaxsoft._stop import RunInterrupted, StopRequests
 from jaxsoft.config import Config
 from jaxsoft.errors import JaxsoftError
 from jaxsoft.records import EpochRecord, TrainState
@@ -127,13 +130,13 @@ class TrainingRun:
             self.initial_params, self.shuffle_key, self.optimizer, self.mesh
         )
         if resuming:
-            with checkpoint.Checkpointer(self.folder.checkpoints) as ckpt:
-                state, _ = ckpt.restore(template)
+            state = self._restore(template)
             history = self.folder.read_history(state.epoch)
             self._print(f"resuming after epoch {state.epoch}")
         else:
             if self.writer:
                 self.folder.clear()  # --overwrite: every input is valid by now
+                self.folder.write_config(self.meta)
             state, history = template, []
         if self.writer:
             self.folder.write_history(history)
@@ -147,6 +150,26 @@ class TrainingRun:
             f"{jax.process_count()} process(es); writing to {self.folder.path}"
         )
         return state, history
+
+    def _restore(self, template: TrainState) -> TrainState:
+        """The newest intact checkpoint's state; damaged newer ones are set
+        aside (saying so), once every process has restored."""
+        with checkpoint.Checkpointer(self.folder.checkpoints) as ckpt:
+            (state, _), damaged = ckpt.newest_intact(
+                lambda epoch: ckpt.restore(template, epoch)
+            )
+        distributed.barrier("jaxsoft: checkpoint restored")
+        if self.writer:
+            for err in damaged:
+                moved = self.folder.set_aside(err.path)
+                print(
+                    f"jaxsoft: the checkpoint of epoch {err.path.name} is damaged "
+                    f"(moved to {moved}); resuming from epoch {state.epoch}, the "
+                    "newest intact one.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return state
 
     def fit(self, state: TrainState, history: list[EpochRecord]) -> Any:
         """Trains to ``config.epochs``, saving checkpoints and metrics."""
@@ -176,12 +199,18 @@ class TrainingRun:
             progress.update(1)
             if self.verbose:
                 progress.write(_metrics_line(record), file=sys.stdout)
+            if stop.agreed():  # every process stops after the same epoch
+                if record.epoch not in saved_epochs:
+                    ckpt.save(new_state, self.meta)
+                ckpt.wait_until_finished()
+                raise RunInterrupted(record.epoch, stop.requested)
 
         ckpt = checkpoint.Checkpointer(
             self.folder.checkpoints, max_to_keep=config.keep_checkpoints
         )
+        stop = StopRequests().install()
         try:
-            return train.fit(
+            result = train.fit(
                 self.initial_params,
                 ds.x_train,
                 ds.y_train,
@@ -203,7 +232,13 @@ class TrainingRun:
             raise self._diverged(err, ckpt, saved_epochs) from None
         finally:
             progress.close()
-            ckpt.close()
+            try:
+                ckpt.close()
+            finally:
+                stop.uninstall()  # a notebook gets its own handlers back
+        if stop.agreed():  # asked while the last checkpoint was written
+            raise RunInterrupted(result.state.epoch, stop.requested)
+        return result
 
     def _diverged(
         self, err: Any, ckpt: checkpoint.Checkpointer, saved_epochs: set[int]

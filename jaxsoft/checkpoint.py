@@ -9,7 +9,6 @@ history of a run lives in its ``metrics.jsonl``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -17,15 +16,14 @@ import logging
 import os
 import sys
 import threading
-import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 
-from jaxsoft import model
+from jaxsoft import _shutdown, model
 from jaxsoft._digest import array_record
 from jaxsoft.errors import JaxsoftError
 from jaxsoft.records import TrainState
@@ -40,7 +38,10 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 2
-_UNFINISHED: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+_T = TypeVar("_T")
+# Checkpointers with a save that may be pending, kept alive until closed (a
+# dropped one must still finish its write when Python exits).
+_UNFINISHED: set[Checkpointer] = set()
 
 
 class CheckpointError(JaxsoftError):
@@ -48,14 +49,19 @@ class CheckpointError(JaxsoftError):
 
 
 class CorruptCheckpointError(CheckpointError):
-    """A checkpoint's files are damaged (checksum mismatch, unreadable array)."""
+    """A checkpoint's files are damaged (checksum mismatch, unreadable array);
+    ``path`` is the checkpoint's folder."""
+
+    path: Path
 
 
 def _corrupt(where: Path, what: str) -> CorruptCheckpointError:
-    return CorruptCheckpointError(
+    err = CorruptCheckpointError(
         f"the checkpoint {where} is corrupt: {what}. Delete that folder to fall "
         "back to an earlier checkpoint, or train afresh."
     )
+    err.path = where  # type: ignore[attr-defined]
+    return err
 
 
 def _ocp() -> Any:
@@ -70,34 +76,10 @@ def _ocp() -> Any:
         )
         # At exit, finish pending saves before concurrent.futures refuses new
         # work ("cannot schedule new futures after interpreter shutdown").
-        register = getattr(threading, "_register_atexit", None)  # CPython
-        with contextlib.suppress(TypeError, RuntimeError):  # None, or exiting
-            register(lambda: [c.close() for c in list(_UNFINISHED)])
+        _shutdown.finish_at_thread_shutdown(
+            lambda: [c.close() for c in list(_UNFINISHED)]
+        )
     return ocp
-
-
-def _draining(policy: asyncio.AbstractEventLoopPolicy) -> Any:
-    """``policy`` whose event loops finish their tasks before closing: when a
-    read fails, orbax closes its loop with others in flight, which then print
-    tracebacks ("Event loop is closed", "Exception ignored in <coroutine>")."""
-
-    class Draining(type(policy)):  # type: ignore[misc]
-        def new_event_loop(self) -> asyncio.AbstractEventLoop:
-            loop = super().new_event_loop()
-            close = loop.close
-
-            def drain_then_close() -> None:
-                try:
-                    if pending := asyncio.all_tasks(loop):
-                        drain = asyncio.gather(*pending, return_exceptions=True)
-                        loop.run_until_complete(asyncio.wait_for(drain, 60.0))
-                finally:
-                    close()
-
-            loop.close = drain_then_close  # type: ignore[method-assign]
-            return loop
-
-    return Draining()
 
 
 def _named_leaves(tree: Any) -> dict[str, Any]:
@@ -262,15 +244,13 @@ class Checkpointer:
 
     def _read(self, epoch: int, **items: Any) -> Any:
         """Orbax's restore of ``items``; any failure means damaged files."""
-        ocp, policy = _ocp(), asyncio.get_event_loop_policy()
-        asyncio.set_event_loop_policy(_draining(policy))
+        ocp = _ocp()
         try:
-            return self._manager.restore(epoch, args=ocp.args.Composite(**items))
+            with _shutdown.draining_event_loops():
+                return self._manager.restore(epoch, args=ocp.args.Composite(**items))
         except Exception as err:
             what = f"its {', '.join(items)} cannot be read ({type(err).__name__})"
             raise _corrupt(self.directory / str(epoch), what) from None
-        finally:
-            asyncio.set_event_loop_policy(policy)
 
     def restore_meta(self, epoch: int | None = None) -> dict[str, Any]:
         """The metadata of a checkpoint (the latest when ``epoch`` is None):
@@ -331,6 +311,24 @@ class Checkpointer:
         _verify(where, meta["arrays"], arrays)
         return TrainState(params, opt_state, meta["epoch"], key), meta
 
+    def newest_intact(
+        self, read: Callable[[int], _T]
+    ) -> tuple[_T, list[CorruptCheckpointError]]:
+        """``read(epoch)`` of the newest checkpoint it reads without a
+        `CorruptCheckpointError`, and the errors of the newer, damaged ones
+        (newest first), e.g. ``ckpt.newest_intact(ckpt.restore_meta)``.
+        Raises the newest one's error when none is intact, `CheckpointError`
+        when there is none."""
+        damaged: list[CorruptCheckpointError] = []
+        for epoch in reversed(self.epochs()):
+            try:
+                return read(epoch), damaged
+            except CorruptCheckpointError as err:
+                damaged.append(err)
+        if damaged:
+            raise damaged[0]
+        raise CheckpointError(f"no checkpoint found in {self.directory}.")
+
 
 def _check_compatible(where: Path, saved: dict[str, Any], template: TrainState) -> None:
     """One-line errors for a checkpoint of another dataset, model or optimizer."""
@@ -381,23 +379,3 @@ def load_params(path: str | os.PathLike[str]) -> tuple[model.Params, dict[str, A
     run's configuration, ``meta["epoch"]`` the checkpoint's epoch."""
     with Checkpointer(find_checkpoint_dir(path), async_save=False) as checkpointer:
         return checkpointer.restore_params()
-
-
-def interrupted_message(out: str | os.PathLike[str] | None) -> str:
-    """The one line an interrupted ``jaxsoft train`` prints: the epoch of the
-    newest complete checkpoint in ``out``'s ``checkpoints/`` and the command
-    that resumes it, or that none was saved. Reads only folder names (no
-    orbax): orbax renames a save's temporary folder to ``<epoch>`` when done."""
-    if out is None:
-        return "jaxsoft: interrupted; rerun with --resume and the same --out."
-    folder = Path(out) / "checkpoints"
-    epochs = [int(c.name) for c in folder.glob("*") if c.name.isdigit() and c.is_dir()]
-    if not epochs:
-        return (
-            f"jaxsoft: interrupted before the first checkpoint: nothing saved in "
-            f"{folder}; `jaxsoft train --overwrite --out {out}` starts afresh."
-        )
-    return (
-        f"jaxsoft: interrupted; the checkpoint of epoch {max(epochs)} is saved: "
-        f"`jaxsoft train --resume --out {out}` continues from it."
-    )

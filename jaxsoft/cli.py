@@ -14,17 +14,15 @@ exits with code 1; an interrupted one with 130.
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
 import dataclasses
 import json
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from jaxsoft import _stop
 from jaxsoft.compile_cache import enable_compilation_cache
 from jaxsoft.config import Config, ConfigError
 from jaxsoft.config import flags as config_flags
@@ -285,22 +283,22 @@ def run() -> NoReturn:
 
     Once `main` has returned (every file closed, every checkpoint written),
     the exit handlers run and the process ends without tearing down each
-    module and XLA's runtime one by one, which takes about 0.4 s. With a
-    non-daemon thread still running (none of jaxsoft's), it exits the usual
-    way.
+    module and XLA's runtime one by one (`jaxsoft._shutdown.quick_exit`).
     """
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
-    if any(not t.daemon for t in others):
-        sys.exit(code)
-    atexit._run_exitfuncs()  # what a normal exit runs first
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
+    from jaxsoft._shutdown import quick_exit
+
+    quick_exit(main())
+
+
+def _interrupted(
+    args: argparse.Namespace, argv: Sequence[str], how: str = "interrupted"
+) -> str:
+    """The line of an interrupted command: for ``train``, what is saved and
+    the command that resumes."""
+    if args.command != "train":
+        return f"jaxsoft: {how}."
+    out = args.out or f"runs/{args.dataset or Config().dataset}"
+    return _stop.interrupted_message(out, _stop.resume_command(argv), how)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -331,18 +329,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "predict": _command_predict,
         "probe": _command_probe,
     }
+    raw = list(sys.argv[1:] if argv is None else argv)
     try:
-        return commands[args.command](args)
+        with _stop.command_signals(lambda how: _interrupted(args, raw, how)):
+            return commands[args.command](args)
     # A mistake in the arguments or inputs (any JaxsoftError), or a file the
     # user named that cannot be read or written: one line, no traceback.
     except (JaxsoftError, OSError) as err:
         print(f"jaxsoft: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        if args.command == "train":
-            from jaxsoft.checkpoint import interrupted_message
-
-            print(interrupted_message(getattr(args, "out", None)), file=sys.stderr)
-        else:
-            print("jaxsoft: interrupted.", file=sys.stderr)
+    except KeyboardInterrupt:  # also SIGTERM, and a run stopped after an epoch
+        print(_interrupted(args, raw), file=sys.stderr)
         return EXIT_INTERRUPTED

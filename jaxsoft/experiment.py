@@ -78,21 +78,30 @@ def _resumed_config(config: Config, saved: Config, explicit: set[str]) -> Config
 def _check_new_or_resumed(
     folder: RunFolder, resume: bool, overwrite: bool
 ) -> dict[str, Any] | None:
-    """The saved checkpoint metadata when resuming; refuses to clobber a run."""
+    """When resuming, the saved run's ``{"epoch": e, "config": ...}``: the
+    newest intact checkpoint's metadata, or, before the first complete one,
+    ``config.json`` with epoch 0 (the run starts again). Refuses to clobber a
+    run."""
     if resume and overwrite:
         raise RunError("resume and overwrite exclude each other: choose one.")
     if resume:
-        if not folder.has_checkpoints():
-            raise RunError(
-                f"there is no checkpoint in {folder.checkpoints} to resume; "
-                "train without resuming first."
+        if folder.has_checkpoints():
+            with checkpoint.Checkpointer(folder.checkpoints) as ckpt:
+                if ckpt.latest_epoch() is not None:
+                    return ckpt.newest_intact(ckpt.restore_meta)[0]
+        stored = folder.read_config()
+        if stored is None:
+            instead = (
+                "start afresh with --overwrite"
+                if folder.has_checkpoints()
+                else "train without --resume"
             )
-        with checkpoint.Checkpointer(folder.checkpoints) as ckpt:
-            if ckpt.latest_epoch() is None:
-                raise RunError(
-                    f"there is no complete checkpoint in {folder.checkpoints}."
-                )
-            return ckpt.restore_meta()
+            raise RunError(
+                f"there is no checkpoint to resume from in {folder.checkpoints} "
+                f"(none complete) and no saved settings ({folder.config}); "
+                f"{instead}."
+            )
+        return {"epoch": 0, "config": stored}
     if folder.has_checkpoints() and not overwrite:
         raise RunError(
             f"{folder.path} already holds a run's checkpoints. Resume it "
@@ -154,7 +163,10 @@ def train_and_evaluate(
       config: the run's settings.
       workdir: the run folder.
       resume: continue the run saved in ``workdir`` (its settings win; a
-        longer run is allowed with a constant schedule).
+        longer run is allowed with a constant schedule), from its newest
+        intact checkpoint (damaged newer ones are moved to
+        ``damaged-checkpoints/``), or from epoch 1 with its saved settings
+        when it was stopped before its first complete checkpoint.
       overwrite: replace the run in ``workdir``; the old one is deleted only
         once every input has been checked.
       explicit: with ``resume``, the config fields the caller set on purpose
@@ -173,6 +185,8 @@ def train_and_evaluate(
     Raises:
       RunError: the folder holds a run and neither resume nor overwrite was
         asked, or the resumed run's settings or dataset do not match.
+      jaxsoft._stop.RunInterrupted: (a KeyboardInterrupt) the first SIGINT or
+        SIGTERM stopped the run after an epoch, whose checkpoint is saved.
       RunDivergedError: the loss became NaN or infinite (the last good state is
         checkpointed; the error says how good it is).
       jaxsoft.run_folder.RunLockedError: another process writes there.
@@ -184,6 +198,12 @@ def train_and_evaluate(
     writer = distributed.is_writer()  # process 0 writes; all compute
     with folder.lock() if writer else contextlib.nullcontext():
         saved = _check_new_or_resumed(folder, resume, overwrite)
+        if saved is not None and saved["epoch"] == 0 and writer and verbose:
+            print(
+                f"jaxsoft: no complete checkpoint in {folder.checkpoints}: starting "
+                "the run again from epoch 1 with its saved settings",
+                flush=True,
+            )
         if saved is not None:
             if explicit is None:
                 explicit = _non_defaults(config)
@@ -202,7 +222,7 @@ def train_and_evaluate(
             raise RunError(f"--batch-size: {err}") from None
         distributed.barrier("jaxsoft: every process checked its inputs")
         run = TrainingRun(config, dataset, folder, verbose, writer=writer)
-        state, history = run.start(saved is not None)
+        state, history = run.start(saved is not None and saved["epoch"] > 0)
         result = run.fit(state, history)
         return run.finish(result)
 

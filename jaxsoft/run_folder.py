@@ -1,8 +1,11 @@
 """The folder of a training run: its lock, its history file and its summary.
 
-A run folder holds ``checkpoints/`` (orbax), ``metrics.jsonl`` (one JSON
-line per epoch: the run's only history), ``curves.png``, ``weights.png``,
-``confusion.png``, ``summary.json`` and ``.lock``. One process at a time may
+A run folder holds ``config.json`` (the run's settings, written before its
+first epoch, so a run stopped before its first checkpoint can be resumed),
+``checkpoints/`` (orbax), ``metrics.jsonl`` (one JSON line per epoch: the
+run's only history), ``curves.png``, ``weights.png``, ``confusion.png``,
+``summary.json`` and ``.lock`` (and ``damaged-checkpoints/``, where a resume
+set aside damaged checkpoints). One process at a time may
 write into it: `RunFolder.lock` takes an exclusive OS lock (``flock``), which
 the kernel releases when the process dies, so a lock left by a killed run is
 taken over without any clean-up.
@@ -25,6 +28,8 @@ __all__ = ["RunFolder", "RunFolderError", "RunLockedError"]
 
 OUTPUTS = ("metrics.jsonl", "curves.png", "weights.png", "confusion.png")
 SUMMARY = "summary.json"
+CONFIG = "config.json"
+DAMAGED = "damaged-checkpoints"
 LOCK = ".lock"
 
 
@@ -74,6 +79,11 @@ class RunFolder:
     def metrics(self) -> Path:
         """``metrics.jsonl``: one `EpochRecord` per line."""
         return self.path / "metrics.jsonl"
+
+    @property
+    def config(self) -> Path:
+        """``config.json``: the run's settings (a checkpoint's ``config``)."""
+        return self.path / CONFIG
 
     @property
     def summary(self) -> Path:
@@ -130,10 +140,35 @@ class RunFolder:
 
     def clear(self) -> None:
         """Deletes a previous run's checkpoints and outputs (for --overwrite)."""
-        if self.checkpoints.exists():
-            shutil.rmtree(self.checkpoints)
-        for name in (*OUTPUTS, SUMMARY):
+        for folder in (self.checkpoints, self.path / DAMAGED):
+            if folder.exists():
+                shutil.rmtree(folder)
+        for name in (*OUTPUTS, SUMMARY, CONFIG):
             (self.path / name).unlink(missing_ok=True)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Writes ``config.json`` (atomically)."""
+        temporary = self.config.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(config, indent=2) + "\n")
+        temporary.replace(self.config)
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The settings in ``config.json``, or None if it is absent or torn."""
+        try:
+            config = json.loads(self.config.read_text())
+        except (OSError, ValueError):
+            return None
+        return config if isinstance(config, dict) else None
+
+    def set_aside(self, checkpoint: Path) -> Path:
+        """Moves a damaged checkpoint folder into ``damaged-checkpoints/``
+        (out of the way of the run, kept for inspection); its new path."""
+        target = self.path / DAMAGED / checkpoint.name
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(exist_ok=True)
+        checkpoint.replace(target)
+        return target
 
     def read_history(self, epochs: int) -> list[EpochRecord]:
         """The records of epochs 1..``epochs`` from ``metrics.jsonl``.
