@@ -50,6 +50,13 @@ class Progress(NamedTuple):
     iterations: np.ndarray  # (H,)
 
 
+# A pass computes only the heads still running, padded to a power of two;
+# each new count costs a compilation, which is worth it only when a pass is
+# large: below this many logits per pass (rows x heads x classes, a few ms on
+# a CPU), every pass computes every head (heads already done stay put).
+SHRINK_MIN_LOGITS = 1 << 22
+
+
 def _bucket(active: np.ndarray, total: int) -> np.ndarray:
     """``active`` padded (by repeating its last entry) to a power of two <= total."""
     size = min(1 << (len(active) - 1).bit_length(), total)
@@ -133,12 +140,15 @@ def solve_heads(
     state = _init(theta0, cfg.memory)
     shape_cfg, limits = _split_settings(cfg)
     total, passes = theta0.shape[0], 0
+    num_classes = theta0.shape[1] // (rows.d + 1)
+    shrink = rows.n * total * num_classes >= SHRINK_MIN_LOGITS
     while True:
         done = sharding.to_host(state.done)
         active = np.flatnonzero(~done)
         if active.size == 0:
             return state
-        idx = sharding.replicate(_bucket(active, total).astype(np.int32), rows.mesh)
+        running = _bucket(active, total) if shrink else np.arange(total)
+        idx = sharding.replicate(running.astype(np.int32), rows.mesh)
         W, c, group = _prepare(basis, heads, state, idx)
         sums = _spread(total, idx, grad_pass(rows, W, c, group))
         state = _update(basis, heads, state, sums, limits, shape_cfg)
