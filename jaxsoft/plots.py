@@ -55,6 +55,8 @@ def plot_history(
     """
     if not history:
         raise ValueError("history is empty: there is nothing to plot.")
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r.epoch for r in history]
     fig = _new_figure((10, 4))
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -67,6 +69,7 @@ def plot_history(
         if any(v is not None for v in test):
             ax.plot(epochs, [np.nan if v is None else v for v in test], label="test")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()

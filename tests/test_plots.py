@@ -52,6 +52,15 @@ def test_plot_history(tmp_path, with_test):
             np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-12)
 
 
+def test_plot_history_ticks_whole_epochs():
+    # Three epochs: matplotlib's default ticks would be 1, 1.5, 2, 2.5, 3.
+    fig = plots.plot_history(_history()[:3])
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_plot_history_needs_records(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         plots.plot_history([], tmp_path / "curves.png")
