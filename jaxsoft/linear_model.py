@@ -138,45 +138,33 @@ _POLISH_ITER = 100
 
 
 def _solve(X, codes, sw, l2s, q, *, tol, max_iter, fit_intercept, mesh, **kw):
-    """One engine solve to scikit-learn's tol, then in float64 a bounded polish.
-
-    Returns (solution, converged to scikit-learn's tol). The polish restarts
-    from the first solve's optimum with ``gtol * _TIGHTEN_F64`` and at most
-    `_POLISH_ITER` iterations (within ``max_iter`` in all), so that an
-    ill-conditioned head (a weak penalty on separable data) costs a bounded
-    number of passes instead of running to ``max_iter``.
-    """
+    """One engine solve to scikit-learn's tol, in float64 then polished to
+    ``gtol * _TIGHTEN_F64`` in at most `_POLISH_ITER` more iterations (so an
+    ill-conditioned head, a weak penalty on separable data, costs a bounded
+    number of passes). Returns (solution, converged to scikit-learn's tol)."""
     gtol = _gtol(tol, q)
-    l2s = np.asarray(l2s, np.float64)
     kwargs = dict(
         num_classes=q,
         sample_weight=sw,
         rtol=0.0,
+        gtol=gtol,
+        max_iter=int(max_iter),
         fit_intercept=bool(fit_intercept),
         mesh=mesh,
         **kw,
     )
-    if X.dtype != np.float64:
-        sol = solve(X, codes, l2s, gtol=gtol, max_iter=int(max_iter), **kwargs)
-        return sol, sol.converged | (sol.grad_norm <= gtol)
-    with jax.enable_x64(True):
-        sol = solve(X, codes, l2s, gtol=gtol, max_iter=int(max_iter), **kwargs)
-        converged = sol.converged | (sol.grad_norm <= gtol)
-        budget = int(max_iter) - int(sol.iterations.max())
-        if budget <= 0:
-            return sol, converged
-        kwargs["start"] = sol.params
-        polished = solve(
-            X,
-            codes,
-            l2s,
-            gtol=gtol * _TIGHTEN_F64,
-            max_iter=min(_POLISH_ITER, budget),
-            **kwargs,
-        )
-    both = dict(iterations=sol.iterations + polished.iterations)
-    both["passes"] = sol.passes + polished.passes
-    return polished._replace(**both), converged
+    if X.dtype == np.float64:
+        with jax.enable_x64(True):
+            sol = solve(
+                X,
+                codes,
+                np.asarray(l2s, np.float64),
+                polish=(gtol * _TIGHTEN_F64, _POLISH_ITER),
+                **kwargs,
+            )
+    else:
+        sol = solve(X, codes, np.asarray(l2s, np.float64), **kwargs)
+    return sol, sol.converged | (sol.grad_norm <= gtol)
 
 
 class _Probabilities(LinearClassifierMixin, ClassifierMixin, BaseEstimator):

@@ -194,6 +194,50 @@ def test_refit_on_train_and_val(result):
     assert not np.allclose(res.params.W, res.heads.W[res.best])
 
 
+def test_polish_reaches_the_tighter_gradient_in_float64():
+    """`solve(polish=)`: the raw gradient, recomputed in NumPy float64 at the
+    result, is within the tighter gtol; ``converged`` is the first rule's."""
+    from jax.sharding import Mesh
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 150)
+    x = rng.normal(size=(150, 5)) + 2.0 * np.eye(3, 5)[y]
+    w = rng.uniform(0.5, 2.0, 150)
+    l2 = np.array([1e-4, 1e-2])
+    with jax.enable_x64(True):
+        sol = probe.solve(
+            x,
+            y,
+            l2,
+            sample_weight=w,
+            rtol=0.0,
+            gtol=1e-3,
+            max_iter=500,
+            polish=(1e-10, 200),
+        )
+        one = probe.solve(
+            x,
+            y,
+            l2,
+            sample_weight=w,
+            rtol=0.0,
+            gtol=1e-3,
+            max_iter=500,
+            polish=(1e-10, 200),
+            mesh=Mesh(np.array(jax.devices()[:1]), ("data",)),
+        )
+    assert sol.params.W.dtype == np.float64 and bool(sol.converged.all())
+    for i, strength in enumerate(l2):
+        W, b = sol.params.W[0, i], sol.params.b[0, i]
+        z = x @ W + b
+        p = np.exp(z - logsumexp(z, axis=1, keepdims=True))
+        r = w[:, None] * (p - np.eye(3)[y]) / w.sum()
+        grad = np.concatenate([(x.T @ r + strength * W).ravel(), r.sum(0)])
+        assert np.abs(grad).max() <= 2e-10, np.abs(grad).max()
+    assert sol.iterations.max() <= 500
+    np.testing.assert_allclose(sol.objective, one.objective, rtol=1e-12)
+
+
 def test_progress_is_reported():
     seen = []
     res = probe.sweep(*TRAIN, L2, x_val=VAL[0], y_val=VAL[1], progress=seen.append)

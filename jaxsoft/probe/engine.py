@@ -254,6 +254,7 @@ def solve(
     chunk_rows: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     check_input: bool = True,
+    polish: tuple[float, int] | None = None,
 ) -> Solution:
     """The exact optimum of every (training set, strength) head, solved together.
 
@@ -289,6 +290,10 @@ def solve(
       chunk_rows: rows per chunk (default: sized for the heads' buffers).
       progress: called with a `Progress` after every data pass.
       check_input: validate x, y (pass False only for validated splits).
+      polish: (gtol, iterations): after the solve, go on from its solution
+        to this tighter ``gtol`` in at most this many more iterations (within
+        ``max_iter`` in all), on the same placed rows. ``converged`` still
+        reports the first stopping rule.
 
     Returns:
       A `Solution` (NumPy arrays with leading axes (G, L)).
@@ -341,16 +346,27 @@ def solve(
     else:
         theta0 = params_start(problem, _start_params(start, G, L, d, q), l2_all)
     state = run(problem, l2_all, group, count[group], theta0, cfg, progress)
-    params = to_params(problem, state.theta, l2_all)
 
     def host(a: jax.Array, *shape: int) -> np.ndarray:
         return sharding.to_host(a).reshape(G, L, *shape)
 
+    converged, iterations, passes = (
+        host(a) for a in (state.converged, state.iterations, state.evaluations)
+    )
+    budget = cfg.max_iter - int(iterations.max())
+    if polish is not None and budget > 0:
+        tight = settings(
+            rtol, polish[0], gtol_norm, min(polish[1], budget), memory_size
+        )
+        state = run(problem, l2_all, group, count[group], state.theta, tight, progress)
+        iterations = iterations + host(state.iterations)
+        passes = passes + host(state.evaluations)
+    params = to_params(problem, state.theta, l2_all)
     return Solution(
         params=model.Params(host(params.W, d, q), host(params.b, q)),
         objective=host(state.f).astype(np.float64),
-        iterations=host(state.iterations),
-        converged=host(state.converged),
-        passes=host(state.evaluations),
+        iterations=iterations,
+        converged=converged,
+        passes=passes,
         grad_norm=host(state.grad_norm).astype(np.float64),
     )

@@ -150,7 +150,9 @@ def solve_heads(
         running = _bucket(active, total) if shrink else np.arange(total)
         idx = sharding.replicate(running.astype(np.int32), rows.mesh)
         W, c, group = _prepare(basis, heads, state, idx)
-        sums = _spread(total, idx, grad_pass(rows, W, c, group))
+        sums = grad_pass(rows, W, c, group)
+        if shrink:
+            sums = _spread(total, idx, sums)
         state = _update(basis, heads, state, sums, limits, shape_cfg)
         passes += 1
         if progress is not None:
