@@ -173,20 +173,11 @@ class TrainingRun:
 
     def fit(self, state: TrainState, history: list[EpochRecord]) -> Any:
         """Trains to ``config.epochs``, saving checkpoints and metrics."""
-        from tqdm.auto import tqdm
-
         from jaxsoft import train
 
         config, ds = self.config, self.dataset
         saved_epochs = {state.epoch}
-        progress = tqdm(
-            total=config.epochs,
-            initial=state.epoch,
-            desc="train",
-            unit="epoch",
-            disable=None if self.verbose else True,
-            file=sys.stderr,
-        )
+        progress = self._progress_bar(state.epoch)
 
         def on_epoch_end(new_state: TrainState, record: EpochRecord) -> None:
             if self.writer:
@@ -239,6 +230,19 @@ class TrainingRun:
         if stop.agreed():  # asked while the last checkpoint was written
             raise RunInterrupted(result.state.epoch, stop.requested)
         return result
+
+    def _progress_bar(self, done: int) -> Any:
+        """The epochs' progress bar on stderr (a terminal only; none if quiet)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.config.epochs,
+            initial=done,
+            desc="train",
+            unit="epoch",
+            disable=None if self.verbose else True,
+            file=sys.stderr,
+        )
 
     def _diverged(
         self, err: Any, ckpt: checkpoint.Checkpointer, saved_epochs: set[int]

@@ -392,43 +392,14 @@ class LogisticRegressionCV(_Probabilities):
         )
         codes, sw, classes = _prepare_targets(self, y, sample_weight, X)
         self.classes_ = classes
-        q, (n, d) = len(classes), X.shape
+        q = len(classes)
         k = 1 if q == 2 else q
         Cs = _grid_of_cs(self.Cs)
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y, **params))
-        F, L = len(folds), len(Cs)
-        sets = np.zeros((F, n), dtype=bool)
-        for g, (train, _) in enumerate(folds):
-            sets[g, train] = True
-        totals = sets @ sw
-        if not np.all(totals > 0):
-            raise ValueError(
-                "A cross-validation fold has a total sample weight of 0 in its "
-                "training rows; give those rows positive weights or use fewer folds."
-            )
-        coefs = np.zeros((F, L, k, d), np.float64)
-        intercepts = np.zeros((F, L, k), np.float64)
-        n_iter = np.zeros((F, L), np.int32)
-        converged = np.ones((F, L), bool)
-        if self.max_iter > 0:
-            l2 = (2.0 if q == 2 else 1.0) / (Cs[None, :] * totals[:, None])
-            sol, converged = _solve(
-                X,
-                codes,
-                sw,
-                l2,
-                q,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                fit_intercept=self.fit_intercept,
-                mesh=self.mesh,
-                row_sets=sets,
-            )
-            for g in range(F):
-                for i in range(L):
-                    c, b = _from_engine(sol.params.W[g, i], sol.params.b[g, i], q)
-                    coefs[g, i], intercepts[g, i] = c, b
-            n_iter = np.asarray(sol.iterations, np.int32)
+        F = len(folds)
+        coefs, intercepts, n_iter, converged = self._fold_paths(
+            X, codes, sw, q, Cs, folds
+        )
         if not self.fit_intercept:
             intercepts[:] = 0.0
         scores = self._score_folds(X, y, sample_weight, folds, coefs, intercepts)
@@ -457,6 +428,42 @@ class LogisticRegressionCV(_Probabilities):
                 stacklevel=2,
             )
         return self
+
+    def _fold_paths(self, X, codes, sw, q, Cs, folds):
+        """Every (fold, C) fit in one engine solve: coefs (F, L, k, d),
+        intercepts (F, L, k), iterations and converged (F, L)."""
+        (n, d), F, L = X.shape, len(folds), len(Cs)
+        k = 1 if q == 2 else q
+        sets = np.zeros((F, n), dtype=bool)
+        for g, (train, _) in enumerate(folds):
+            sets[g, train] = True
+        totals = sets @ sw
+        if not np.all(totals > 0):
+            raise ValueError(
+                "A cross-validation fold has a total sample weight of 0 in its "
+                "training rows; give those rows positive weights or use fewer folds."
+            )
+        coefs = np.zeros((F, L, k, d), np.float64)
+        intercepts = np.zeros((F, L, k), np.float64)
+        if self.max_iter == 0:
+            return coefs, intercepts, np.zeros((F, L), np.int32), np.ones((F, L), bool)
+        sol, converged = _solve(
+            X,
+            codes,
+            sw,
+            _l2(Cs[None, :], totals[:, None], q),
+            q,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            fit_intercept=self.fit_intercept,
+            mesh=self.mesh,
+            row_sets=sets,
+        )
+        for g in range(F):
+            for i in range(L):
+                c, b = _from_engine(sol.params.W[g, i], sol.params.b[g, i], q)
+                coefs[g, i], intercepts[g, i] = c, b
+        return coefs, intercepts, np.asarray(sol.iterations, np.int32), converged
 
     def _score_folds(self, X, y, sample_weight, folds, coefs, intercepts):
         """Scores (F, L) of every fold's model on its held-out rows."""
