@@ -397,9 +397,8 @@ class LogisticRegressionCV(_Probabilities):
         Cs = _grid_of_cs(self.Cs)
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y, **params))
         F = len(folds)
-        coefs, intercepts, n_iter, converged = self._fold_paths(
-            X, codes, sw, q, Cs, folds
-        )
+        paths = self._fold_paths(X, codes, sw, q, Cs, folds)
+        coefs, intercepts, n_iter, converged = paths[:4]
         if not self.fit_intercept:
             intercepts[:] = 0.0
         scores = self._score_folds(X, y, sample_weight, folds, coefs, intercepts)
@@ -408,7 +407,7 @@ class LogisticRegressionCV(_Probabilities):
             best = int(np.argmax(scores.sum(axis=0)))
             C = float(Cs[best])
             self.coef_, self.intercept_, refit_ok = self._refit(
-                X, codes, sw, C, coefs[:, best].mean(0), intercepts[:, best].mean(0)
+                paths[4], best, coefs[:, best].mean(0), intercepts[:, best].mean(0)
             )
             converged = np.append(converged.ravel(), refit_ok)
         else:
@@ -431,39 +430,49 @@ class LogisticRegressionCV(_Probabilities):
 
     def _fold_paths(self, X, codes, sw, q, Cs, folds):
         """Every (fold, C) fit in one engine solve: coefs (F, L, k, d),
-        intercepts (F, L, k), iterations and converged (F, L)."""
+        intercepts (F, L, k), iterations and converged (F, L), and (with
+        ``refit``) the fits on every row at each C, (coefs (L, k, d),
+        intercepts (L, k), converged (L,)), solved as more heads of the same
+        passes (a separate refit would compile its own programs)."""
         (n, d), F, L = X.shape, len(folds), len(Cs)
         k = 1 if q == 2 else q
-        sets = np.zeros((F, n), dtype=bool)
+        sets = np.zeros((F + 1, n), dtype=bool)
         for g, (train, _) in enumerate(folds):
             sets[g, train] = True
+        sets[F] = True
         totals = sets @ sw
         if not np.all(totals > 0):
             raise ValueError(
                 "A cross-validation fold has a total sample weight of 0 in its "
                 "training rows; give those rows positive weights or use fewer folds."
             )
-        coefs = np.zeros((F, L, k, d), np.float64)
-        intercepts = np.zeros((F, L, k), np.float64)
+        G = F + 1 if self.refit else F
+        coefs = np.zeros((G, L, k, d), np.float64)
+        intercepts = np.zeros((G, L, k), np.float64)
         if self.max_iter == 0:
-            return coefs, intercepts, np.zeros((F, L), np.int32), np.ones((F, L), bool)
-        sol, converged = _solve(
-            X,
-            codes,
-            sw,
-            _l2(Cs[None, :], totals[:, None], q),
-            q,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            fit_intercept=self.fit_intercept,
-            mesh=self.mesh,
-            row_sets=sets,
-        )
-        for g in range(F):
-            for i in range(L):
-                c, b = _from_engine(sol.params.W[g, i], sol.params.b[g, i], q)
-                coefs[g, i], intercepts[g, i] = c, b
-        return coefs, intercepts, np.asarray(sol.iterations, np.int32), converged
+            n_iter, converged = np.zeros((G, L), np.int32), np.ones((G, L), bool)
+        else:
+            sol, converged = _solve(
+                X,
+                codes,
+                sw,
+                _l2(Cs[None, :], totals[:G, None], q),
+                q,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                fit_intercept=self.fit_intercept,
+                mesh=self.mesh,
+                row_sets=sets[:G],
+            )
+            n_iter = np.asarray(sol.iterations, np.int32)
+            for g in range(G):
+                for i in range(L):
+                    c, b = _from_engine(sol.params.W[g, i], sol.params.b[g, i], q)
+                    coefs[g, i], intercepts[g, i] = c, b
+        fold = (coefs[:F], intercepts[:F], n_iter[:F], converged[:F])
+        if not self.refit:
+            return fold
+        return (*fold, (coefs[F], intercepts[F], converged[F]))
 
     def _score_folds(self, X, y, sample_weight, folds, coefs, intercepts):
         """Scores (F, L) of every fold's model on its held-out rows."""
@@ -486,29 +495,16 @@ class LogisticRegressionCV(_Probabilities):
                 scores[g, i] = score(model, X[test], y[test], **kw)
         return scores
 
-    def _refit(self, X, codes, sw, C, coef, intercept):
-        """The fit on every row at C, from the folds' mean at C."""
-        q = len(self.classes_)
+    def _refit(self, every_row, best, coef, intercept):
+        """The fit on every row at the chosen C (index ``best``); with
+        ``max_iter=0``, the folds' mean at that C (scikit-learn's start)."""
         if self.max_iter == 0:
             return coef, intercept, True
-        start = _to_engine_start(coef, intercept, q)
-        start = Params(start.W.astype(X.dtype), start.b.astype(X.dtype))
-        sol, converged = _solve(
-            X,
-            codes,
-            sw,
-            [_l2(C, sw.sum(), q)],
-            q,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            fit_intercept=self.fit_intercept,
-            mesh=self.mesh,
-            start=start,
-        )
-        coef, intercept = _from_engine(sol.params.W[0, 0], sol.params.b[0, 0], q)
+        coefs, intercepts, converged = every_row
+        intercept = intercepts[best]
         if not self.fit_intercept:
             intercept = np.zeros_like(intercept)
-        return coef, intercept, bool(converged[0, 0])
+        return coefs[best], intercept, bool(converged[best])
 
     def _set_paths(self, classes, k, C, coefs, intercepts, scores, n_iter):
         """``C_``, ``scores_``, ``coefs_paths_``, ``n_iter_`` as scikit-learn's."""

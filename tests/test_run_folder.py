@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -62,10 +61,8 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     assert (run / ".lock").read_text().strip() == str(holder.pid)  # stale pid
-    start = time.monotonic()
     with RunFolder(run).lock():
         assert (run / ".lock").read_text().strip() == str(os.getpid())
-    assert time.monotonic() - start < 5
 
 
 def test_lock_leaves_no_empty_folder_behind(tmp_path):

@@ -599,13 +599,13 @@ def test_lbfgs_counts_the_objectives_evaluations(digits_subset, monkeypatch):
     from jaxsoft.probe import solver
 
     calls: list[int] = []
-    grad_pass = solver.grad_pass
+    one_pass = solver._pass
 
     def counted(*args: object, **kwargs: object) -> object:
         calls.append(1)
-        return grad_pass(*args, **kwargs)
+        return one_pass(*args, **kwargs)
 
-    monkeypatch.setattr(solver, "grad_pass", counted)
+    monkeypatch.setattr(solver, "_pass", counted)
     x, y = digits_subset
     _, info = train.solve_lbfgs(
         js.init_params(jax.random.key(0), 64, 10, scale=0.0), x, y, l2=1e-3

@@ -131,16 +131,19 @@ def _cubic_step(f0, d0, ft, dt, t) -> jax.Array:
     return jnp.clip(jnp.where(usable, new, 0.5 * t), 0.1 * t, 0.5 * t)
 
 
-def _accept(state: HeadState, f_t, g_t, norm_t, cfg: Settings) -> HeadState:
-    """The trial becomes the new point: memory update and a new direction."""
+def _accept(state: HeadState, f_t, g_t, norm_t, cfg: Settings, write) -> HeadState:
+    """The trial becomes the new point: memory update and a new direction.
+
+    The memory rows S, Y are written only where ``write`` (the trial is
+    taken): one row each, so the (m, P) memory is never copied whole."""
     first = state.evaluations == 0
     s = state.step * state.direction
     y = g_t - state.g
     sy, yy = jnp.vdot(s, y), jnp.vdot(y, y)
     store = (~first) & (sy > 1e-10 * jnp.sqrt(jnp.vdot(s, s) * yy))
     slot = jnp.where(store, (state.newest + 1) % cfg.memory, state.newest)
-    S = state.S.at[slot].set(jnp.where(store, s, state.S[slot]))
-    Y = state.Y.at[slot].set(jnp.where(store, y, state.Y[slot]))
+    S = state.S.at[slot].set(jnp.where(store & write, s, state.S[slot]))
+    Y = state.Y.at[slot].set(jnp.where(store & write, y, state.Y[slot]))
     rho = state.rho.at[slot].set(jnp.where(store, 1.0 / sy, state.rho[slot]))
     gamma = jnp.where(store, sy / yy, state.gamma)
     d = _two_loop(g_t, S, Y, rho, slot, gamma)
@@ -197,15 +200,26 @@ def advance(
     rise = flat_rtol(cfg, state.f.dtype)
     flat = (f_t <= state.f + rise * jnp.abs(state.f)) & (dt <= cfg.flat_slope * -d0)
     ok = finite & ((state.evaluations == 0) | armijo | flat)
-    accepted = _accept(state, f_t, g_t, norm_t, cfg)
+    accepted = _accept(state, f_t, g_t, norm_t, cfg, write=ok & ~state.done)
     backtracks = state.backtracks + 1
     rejected = state._replace(
         step=_cubic_step(state.f, d0, f_t, dt, t),
         backtracks=backtracks,
         done=backtracks >= cfg.max_backtracks,  # stalled
     )
-    new = jax.tree.map(lambda a, r: jnp.where(ok, a, r), accepted, rejected)
+    new = _select(ok, accepted, rejected)._replace(S=accepted.S, Y=accepted.Y)
     new = new._replace(
         evaluations=state.evaluations + 1, step=jnp.where(new.done, 0.0, new.step)
     )
-    return jax.tree.map(lambda n, o: jnp.where(state.done, o, n), new, state)
+    return _select(state.done, state, new)._replace(S=new.S, Y=new.Y)
+
+
+def _select(which: jax.Array, a: HeadState, b: HeadState) -> HeadState:
+    """``a`` where ``which``, else ``b``, field by field, except the memory
+    S, Y (taken from ``b``: `_accept` writes them only where they change)."""
+    return HeadState(
+        *(
+            b_field if name in ("S", "Y") else jnp.where(which, a_field, b_field)
+            for name, a_field, b_field in zip(HeadState._fields, a, b, strict=True)
+        )
+    )

@@ -124,11 +124,10 @@ class Rows:
             for i, p in enumerate(self._parts)
             for lo in range(0, len(p.y), self.chunk_rows)
         ]
-        self.shift = jax.device_put(
-            np.asarray(shift, self.dtype), sharding.replicated(mesh)
-        )
+        self.host_shift = np.asarray(shift, self.dtype)
+        self.shift = jax.device_put(self.host_shift, sharding.replicated(mesh))
         self.centred = not stream
-        self._chunks = None if stream else [self._load(c) for c in self._plan]
+        self.stacked = None if stream else self._load_stacked()
 
     def _part(self, part: Part) -> Part:
         n = len(part.y)
@@ -143,6 +142,11 @@ class Rows:
 
     def __len__(self) -> int:
         return len(self._plan)
+
+    @property
+    def in_memory_centred(self) -> bool:
+        """Whether the stacked in-memory features are stored centred."""
+        return self.stacked is not None and self.stacked.x.dtype == self.dtype
 
     def _place(self, a: Any, lo: int, hi: int, fill: Any, dtype: Any) -> jax.Array:
         """Rows lo:hi of ``a`` padded to chunk_rows, sharded on "data".
@@ -167,15 +171,58 @@ class Rows:
 
         return jax.make_array_from_callback(shape, layout, read)
 
+    def _x_dtype(self, part: Part) -> np.dtype:
+        """The dtype x is kept in on the devices."""
+        x_dtype = part.x.dtype
+        if not jnp.issubdtype(x_dtype, jnp.floating):
+            return self.dtype
+        if np.dtype(x_dtype).itemsize > self.dtype.itemsize:
+            return self.dtype  # float64 features in a float32 solve
+        return np.dtype(x_dtype)
+
+    def _stack(self, field: int, fill: Any, dtype: Any) -> jax.Array:
+        """Field ``field`` of every chunk, (K, chunk_rows, ...) with the rows
+        sharded on "data"; features are centred here, on the host, in the
+        compute dtype (as `_centre` would on the device)."""
+        first = self._parts[0][field]
+        shape = (len(self._plan), self.chunk_rows, *first.shape[1:])
+        layout = NamedSharding(self.mesh, P(None, sharding.DATA_AXIS))
+        centre = field == 0 and np.dtype(dtype) == self.dtype
+
+        def read(index: tuple[slice, ...]) -> np.ndarray:
+            chunks = range(len(self._plan))[index[0]]
+            start, stop, _ = index[1].indices(self.chunk_rows)
+            out = np.full((len(chunks), stop - start, *shape[2:]), fill, dtype)
+            for k, (i, lo, hi) in enumerate(self._plan[j] for j in chunks):
+                real = max(0, min(stop, hi - lo) - start)
+                if real:
+                    a = self._parts[i][field]
+                    block = np.asarray(a[lo + start : lo + start + real], dtype)
+                    out[k, :real] = block - self.host_shift if centre else block
+            return out[(slice(None), slice(None), *index[2:])]
+
+        return jax.make_array_from_callback(shape, layout, read)
+
+    def _load_stacked(self) -> Chunk:
+        """Every chunk in memory, stacked (K, chunk_rows, ...)."""
+        parts = [p for p in self._parts if not isinstance(p.x, jax.Array)]
+        if parts != self._parts:  # device arrays: place each chunk, then stack
+            chunks = [self._load(c) for c in self._plan]
+            layout = NamedSharding(self.mesh, P(None, sharding.DATA_AXIS))
+            return jax.tree.map(
+                lambda *a: jax.device_put(jnp.stack(a), layout), *chunks
+            )
+        return Chunk(
+            self._stack(0, 0, self._x_dtype(self._parts[0])),
+            self._stack(1, -1, np.int32),
+            self._stack(2, 0, self.dtype),
+            self._stack(3, False, bool),
+        )
+
     def _load(self, where: tuple[int, int, int]) -> Chunk:
         i, lo, hi = where
         part = self._parts[i]
-        x_dtype = part.x.dtype
-        if not jnp.issubdtype(x_dtype, jnp.floating):
-            x_dtype = self.dtype
-        elif np.dtype(x_dtype).itemsize > self.dtype.itemsize:
-            x_dtype = self.dtype  # float64 features in a float32 solve
-        x = self._place(part.x, lo, hi, 0, x_dtype)
+        x = self._place(part.x, lo, hi, 0, self._x_dtype(part))
         if self.centred:
             x = _centre(x, self.shift, self.dtype)
         return Chunk(
@@ -186,8 +233,9 @@ class Rows:
         )
 
     def __iter__(self) -> Iterator[Chunk]:
-        if self._chunks is not None:
-            yield from self._chunks
+        if self.stacked is not None:
+            for k in range(len(self)):
+                yield jax.tree.map(lambda a, k=k: a[k], self.stacked)
             return
         upcoming = self._load(self._plan[0])
         for k in range(len(self)):
@@ -228,8 +276,28 @@ def _centred(chunk: Chunk, shift: jax.Array, centred: bool) -> jax.Array:
     return chunk.x if centred else chunk.x.astype(shift.dtype) - shift
 
 
+def scan_chunks(chunk_fn: Any, acc: Any, stacked: Chunk, *args: Any, **static: Any):
+    """``acc`` after ``chunk_fn(acc, chunk, *args, **static)`` for each chunk of
+    ``stacked`` (K, ...), as one loop inside a program (traceable)."""
+
+    def body(acc, chunk):
+        return chunk_fn(acc, chunk, *args, **static), None
+
+    return jax.lax.scan(body, acc, stacked)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_fn", "static"))
+def _scan_jit(chunk_fn, acc, stacked, args, static):
+    return scan_chunks(chunk_fn, acc, stacked, *args, **dict(static))
+
+
 def _accumulate(rows: Rows, chunk_fn: Any, acc: Any, *args: Any, **static: Any):
-    """``acc`` after ``chunk_fn(acc, chunk, *args, shift, centred=...)`` per chunk."""
+    """``acc`` after ``chunk_fn(acc, chunk, *args, shift, centred=...)`` per chunk:
+    one program for rows in memory, a program per chunk for streamed rows."""
+    if rows.stacked is not None:
+        static["centred"] = rows.in_memory_centred
+        items = tuple(sorted(static.items()))
+        return _scan_jit(chunk_fn, acc, rows.stacked, (*args, rows.shift), items)
     for chunk in rows:
         centred = rows.centred and chunk.x.dtype == rows.dtype
         acc = chunk_fn(acc, chunk, *args, rows.shift, centred=centred, **static)
@@ -282,9 +350,15 @@ def _grad_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
     return acc[0] + (ce * weight).sum(0), acc[1] + gW, acc[2] + resid.sum(0)
 
 
-@jax.jit
 def _grad_zeros(W: jax.Array, c: jax.Array):
     return jnp.zeros(W.shape[0], W.dtype), jnp.zeros_like(W), jnp.zeros_like(c)
+
+
+def grad_sums(stacked: Chunk, W, c, group, shift, *, centred: bool):
+    """`grad_pass` over stacked in-memory chunks, traceable (for a caller's
+    program that prepares the heads and uses the sums in the same program)."""
+    acc = _grad_zeros(W, c)
+    return scan_chunks(_grad_chunk, acc, stacked, W, c, group, shift, centred=centred)
 
 
 def grad_pass(
@@ -296,7 +370,8 @@ def grad_pass(
     rows of set ``group[h]``. Sums, not means: the caller divides by each
     head's total weight.
     """
-    return _accumulate(rows, _grad_chunk, _grad_zeros(W, c), W, c, group)
+    zeros = sharding.replicate(jax.jit(_grad_zeros)(W, c), rows.mesh)
+    return _accumulate(rows, _grad_chunk, zeros, W, c, group)
 
 
 class Scores(NamedTuple):

@@ -5,8 +5,8 @@ mesh (replicated) and loops on the host: gather the heads still running,
 evaluate all of them in one pass over the rows
 (`jaxsoft.probe.passes.grad_pass`), advance each head. Finished heads stop
 changing and leave the pass: the running heads are packed into a batch
-whose size is the next power of two (so at most log2(H) + 1 shapes are
-compiled), which keeps the work proportional to the heads still running.
+whose size is a power of four (so at most log4(H) + 2 shapes are compiled),
+which keeps the work within 4x of the heads still running.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from jaxsoft import sharding
 from jaxsoft.probe import basis as basis_lib
 from jaxsoft.probe import lbfgs
+from jaxsoft.probe import passes
 from jaxsoft.probe.passes import Rows, grad_pass
 
 __all__ = ["Heads", "Progress", "solve_heads"]
@@ -50,21 +51,36 @@ class Progress(NamedTuple):
     iterations: np.ndarray  # (H,)
 
 
-# A pass computes only the heads still running, padded to a power of two;
-# each new count costs a compilation, which is worth it only when a pass is
-# large: below this many logits per pass (rows x heads x classes, a few ms on
-# a CPU), every pass computes every head (heads already done stay put).
+# A pass computes only the heads still running, padded to a power of four
+# (at most log4(H) + 2 shapes, each compiled once); each new shape costs a
+# compilation (about 0.5 s on a CPU), which is worth it only when a pass is
+# large: a pass of fewer logits than this (rows x heads x classes, a few ms on
+# a CPU) is not made smaller (heads already done stay put).
 SHRINK_MIN_LOGITS = 1 << 22
 
 
-def _bucket(active: np.ndarray, total: int) -> np.ndarray:
-    """``active`` padded (by repeating its last entry) to a power of two <= total."""
-    size = min(1 << (len(active) - 1).bit_length(), total)
+def _bucket_size(running: int, total: int) -> int:
+    """The smallest power of four >= ``running``, at most ``total``."""
+    size = 1
+    while size < running:
+        size *= 4
+    return min(size, total)
+
+
+def _bucket(active: np.ndarray, size: int) -> np.ndarray:
+    """``active`` padded (by repeating its last entry) to ``size`` heads."""
     return np.concatenate([active, np.full(size - len(active), active[-1])])
 
 
-@jax.jit
-def _prepare(basis, heads: Heads, state: lbfgs.HeadState, idx: jax.Array):
+def _next_size(active: int, current: int, total: int, logits_per_head: int) -> int:
+    """The pass's head count: ``current``, or a smaller bucket once the
+    current pass is large enough for the saving to repay a compilation."""
+    if current * logits_per_head < SHRINK_MIN_LOGITS:
+        return current
+    return min(current, _bucket_size(active, total))
+
+
+def _prepare_heads(basis, heads: Heads, state: lbfgs.HeadState, idx: jax.Array):
     """Pass coordinates W (B, d, q), c_s (B, q) and training sets of ``idx``."""
     sub = jax.tree.map(lambda a: a[idx], state)
     theta = jax.vmap(lbfgs.trial)(sub)
@@ -74,12 +90,43 @@ def _prepare(basis, heads: Heads, state: lbfgs.HeadState, idx: jax.Array):
     return W, c, heads.group[idx]
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _spread(total: int, idx: jax.Array, sums):
+def _spread_sums(total: int, idx: jax.Array, sums):
     """A pass's sums for the heads in ``idx`` -> sums for all heads (0 elsewhere)."""
+    if idx.shape[0] == total:
+        return sums  # every head: idx is 0, 1, ..., total - 1
     return jax.tree.map(
         lambda a: jnp.zeros((total, *a.shape[1:]), a.dtype).at[idx].set(a), sums
     )
+
+
+_prepare = jax.jit(_prepare_heads)
+_spread = jax.jit(_spread_sums, static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnames=("total", "centred"))
+def _in_memory_pass(basis, heads, state, idx, stacked, shift, *, total, centred):
+    """Heads ``idx``'s pass over rows in memory as one program: their trial
+    points, the sums over every chunk, spread to all ``total`` heads."""
+    W, c, group = _prepare_heads(basis, heads, state, idx)
+    sums = passes.grad_sums(stacked, W, c, group, shift, centred=centred)
+    return _spread_sums(total, idx, sums)
+
+
+def _pass(rows: Rows, basis, heads: Heads, state, idx: jax.Array, total: int):
+    """The sums (H,), (H, d, q), (H, q) of heads ``idx`` (0 for the others)."""
+    if rows.stacked is not None:
+        return _in_memory_pass(
+            basis,
+            heads,
+            state,
+            idx,
+            rows.stacked,
+            rows.shift,
+            total=total,
+            centred=rows.in_memory_centred,
+        )
+    W, c, group = _prepare(basis, heads, state, idx)
+    return _spread(total, idx, grad_pass(rows, W, c, group))
 
 
 def _split_settings(cfg: lbfgs.Settings) -> tuple[lbfgs.Settings, tuple]:
@@ -139,20 +186,17 @@ def solve_heads(
     """
     state = _init(theta0, cfg.memory)
     shape_cfg, limits = _split_settings(cfg)
-    total, passes = theta0.shape[0], 0
-    num_classes = theta0.shape[1] // (rows.d + 1)
-    shrink = rows.n * total * num_classes >= SHRINK_MIN_LOGITS
+    total, passes, size = theta0.shape[0], 0, theta0.shape[0]
+    logits_per_head = rows.n * (theta0.shape[1] // (rows.d + 1))
     while True:
         done = sharding.to_host(state.done)
         active = np.flatnonzero(~done)
         if active.size == 0:
             return state
-        running = _bucket(active, total) if shrink else np.arange(total)
+        size = _next_size(active.size, size, total, logits_per_head)
+        running = np.arange(total) if size == total else _bucket(active, size)
         idx = sharding.replicate(running.astype(np.int32), rows.mesh)
-        W, c, group = _prepare(basis, heads, state, idx)
-        sums = grad_pass(rows, W, c, group)
-        if shrink:
-            sums = _spread(total, idx, sums)
+        sums = _pass(rows, basis, heads, state, idx, total)
         state = _update(basis, heads, state, sums, limits, shape_cfg)
         passes += 1
         if progress is not None:
