@@ -21,8 +21,7 @@ import numpy as np
 
 from jaxsoft import sharding
 from jaxsoft.probe import basis as basis_lib
-from jaxsoft.probe import lbfgs
-from jaxsoft.probe import passes
+from jaxsoft.probe import lbfgs, passes
 from jaxsoft.probe.passes import Rows, grad_pass
 
 __all__ = ["Heads", "Progress", "solve_heads"]
