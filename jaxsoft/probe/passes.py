@@ -192,13 +192,17 @@ class Rows:
         def read(index: tuple[slice, ...]) -> np.ndarray:
             chunks = range(len(self._plan))[index[0]]
             start, stop, _ = index[1].indices(self.chunk_rows)
-            out = np.full((len(chunks), stop - start, *shape[2:]), fill, dtype)
+            out = np.empty((len(chunks), stop - start, *shape[2:]), dtype)
             for k, (i, lo, hi) in enumerate(self._plan[j] for j in chunks):
                 real = max(0, min(stop, hi - lo) - start)
+                out[k, real:] = fill
                 if real:
-                    a = self._parts[i][field]
-                    block = np.asarray(a[lo + start : lo + start + real], dtype)
-                    out[k, :real] = block - self.host_shift if centre else block
+                    block = self._parts[i][field][lo + start : lo + start + real]
+                    if centre:  # in the compute dtype, as on the device
+                        block = np.asarray(block).astype(dtype, copy=False)
+                        np.subtract(block, self.host_shift, out=out[k, :real])
+                    else:
+                        out[k, :real] = block
             return out[(slice(None), slice(None), *index[2:])]
 
         return jax.make_array_from_callback(shape, layout, read)
