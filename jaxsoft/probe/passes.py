@@ -6,9 +6,11 @@ a global array whose rows are sharded over the mesh's ``"data"`` axis
 (`jaxsoft.sharding`): either placed once (in memory) or put on the devices
 one chunk at a time (streamed, for features larger than the device budget,
 memory-mapped ``.npy`` files included). Each process reads only the rows its
-own devices hold. Both run the same compiled chunk functions in the same
-order, so both give the same sums, and XLA adds up each chunk's sums over
-the devices.
+own devices hold. Rows in memory are one stacked array of chunks
+(K, chunk_rows, ...), and a pass over them is one program looping over the
+chunks (`scan_chunks`); streamed rows run the same chunk function once per
+chunk, in the same order, so both give the same sums. XLA adds up each
+chunk's sums over the devices.
 
 One data pass evaluates every head at once: the logits of all H heads are
 one wide product ``x_chunk @ W_all`` of shapes (m, d) x (d, H q), and the
