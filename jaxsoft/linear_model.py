@@ -323,8 +323,10 @@ class LogisticRegressionCV(_Probabilities):
     scikit-learn's ``LogisticRegressionCV(solver="lbfgs")`` (its legacy
     attributes, the default of scikit-learn 1.9): the same folds, the same
     per-fold objective ``sum_i s_i l_i / S_g + ||W||^2 / (2 C S_g)``, the same
-    scores and choice of C. Every fold and every C is one head of a single
-    `jaxsoft.probe.solve`: all of them share each pass over the data.
+    scores and choice of C. Every fold and every C, and the refit on every
+    row at every C, is one head of a single `jaxsoft.probe.solve`: all of
+    them share each pass over the data (the refit at the chosen C is then at
+    hand, with no second solve to compile).
 
     Parameters have scikit-learn's meaning (``Cs`` an int gives
     ``np.logspace(-4, 4, Cs)``; ``cv`` None is stratified 5-fold; ``scoring``
