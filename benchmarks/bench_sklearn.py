@@ -143,7 +143,8 @@ def bench_cv() -> None:
     print(
         f"CV 10000x128, 50 classes  one data pass of all {heads} heads "
         f"{t_pass:5.3f} s: the 20x goal ({t_sk / 20:.2f} s) leaves time for "
-        f"{t_sk / 20 / t_pass:.1f} such passes"
+        f"{t_sk / 20 / t_pass:.1f} such passes; its L-BFGS takes up to "
+        f"{int(ours.n_iter_.max())} iterations (a pass each, and more to backtrack)"
     )
     t_cached = cached_cv_seconds()
     print(

@@ -399,8 +399,8 @@ class LogisticRegressionCV(_Probabilities):
         Cs = _grid_of_cs(self.Cs)
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y, **params))
         F = len(folds)
-        paths = self._fold_paths(X, codes, sw, q, Cs, folds)
-        coefs, intercepts, n_iter, converged = paths[:4]
+        folds_fit, every_row = self._fold_paths(X, codes, sw, q, Cs, folds)
+        coefs, intercepts, n_iter, converged = folds_fit
         if not self.fit_intercept:
             intercepts[:] = 0.0
         scores = self._score_folds(X, y, sample_weight, folds, coefs, intercepts)
@@ -409,7 +409,7 @@ class LogisticRegressionCV(_Probabilities):
             best = int(np.argmax(scores.sum(axis=0)))
             C = float(Cs[best])
             self.coef_, self.intercept_, refit_ok = self._refit(
-                paths[4], best, coefs[:, best].mean(0), intercepts[:, best].mean(0)
+                every_row, best, coefs[:, best].mean(0), intercepts[:, best].mean(0)
             )
             converged = np.append(converged.ravel(), refit_ok)
         else:
@@ -431,11 +431,12 @@ class LogisticRegressionCV(_Probabilities):
         return self
 
     def _fold_paths(self, X, codes, sw, q, Cs, folds):
-        """Every (fold, C) fit in one engine solve: coefs (F, L, k, d),
-        intercepts (F, L, k), iterations and converged (F, L), and (with
-        ``refit``) the fits on every row at each C, (coefs (L, k, d),
-        intercepts (L, k), converged (L,)), solved as more heads of the same
-        passes (a separate refit would compile its own programs)."""
+        """Every (fold, C) fit in one engine solve: ((coefs (F, L, k, d),
+        intercepts (F, L, k), iterations and converged (F, L)), every_row).
+        With ``refit``, every_row is the fits on every row at each C, (coefs
+        (L, k, d), intercepts (L, k), converged (L,)), solved as more heads of
+        the same passes (a separate refit would compile its own programs);
+        else None."""
         (n, d), F, L = X.shape, len(folds), len(Cs)
         k = 1 if q == 2 else q
         sets = np.zeros((F + 1, n), dtype=bool)
@@ -472,9 +473,8 @@ class LogisticRegressionCV(_Probabilities):
                     c, b = _from_engine(sol.params.W[g, i], sol.params.b[g, i], q)
                     coefs[g, i], intercepts[g, i] = c, b
         fold = (coefs[:F], intercepts[:F], n_iter[:F], converged[:F])
-        if not self.refit:
-            return fold
-        return (*fold, (coefs[F], intercepts[F], converged[F]))
+        every_row = (coefs[F], intercepts[F], converged[F]) if self.refit else None
+        return fold, every_row
 
     def _score_folds(self, X, y, sample_weight, folds, coefs, intercepts):
         """Scores (F, L) of every fold's model on its held-out rows."""

@@ -204,28 +204,11 @@ def test_polish_reaches_the_tighter_gradient_in_float64():
     x = rng.normal(size=(150, 5)) + 2.0 * np.eye(3, 5)[y]
     w = rng.uniform(0.5, 2.0, 150)
     l2 = np.array([1e-4, 1e-2])
+    kw = dict(sample_weight=w, rtol=0.0, gtol=1e-3, max_iter=500, polish=(1e-10, 200))
     with jax.enable_x64(True):
-        sol = probe.solve(
-            x,
-            y,
-            l2,
-            sample_weight=w,
-            rtol=0.0,
-            gtol=1e-3,
-            max_iter=500,
-            polish=(1e-10, 200),
-        )
-        one = probe.solve(
-            x,
-            y,
-            l2,
-            sample_weight=w,
-            rtol=0.0,
-            gtol=1e-3,
-            max_iter=500,
-            polish=(1e-10, 200),
-            mesh=Mesh(np.array(jax.devices()[:1]), ("data",)),
-        )
+        sol = probe.solve(x, y, l2, **kw)
+        one_device = Mesh(np.array(jax.devices()[:1]), ("data",))
+        one = probe.solve(x, y, l2, mesh=one_device, **kw)
     assert sol.params.W.dtype == np.float64 and bool(sol.converged.all())
     for i, strength in enumerate(l2):
         W, b = sol.params.W[0, i], sol.params.b[0, i]

@@ -128,7 +128,6 @@ class Rows:
         ]
         self.host_shift = np.asarray(shift, self.dtype)
         self.shift = jax.device_put(self.host_shift, sharding.replicated(mesh))
-        self.centred = not stream
         self.stacked = None if stream else self._load_stacked()
 
     def _part(self, part: Part) -> Part:
@@ -211,9 +210,9 @@ class Rows:
 
     def _load_stacked(self) -> Chunk:
         """Every chunk in memory, stacked (K, chunk_rows, ...)."""
-        parts = [p for p in self._parts if not isinstance(p.x, jax.Array)]
-        if parts != self._parts:  # device arrays: place each chunk, then stack
-            chunks = [self._load(c) for c in self._plan]
+        if any(isinstance(p.x, jax.Array) for p in self._parts):
+            # Device arrays: place (and centre) each chunk there, then stack.
+            chunks = [self._load(c, centre=True) for c in self._plan]
             layout = NamedSharding(self.mesh, P(None, sharding.DATA_AXIS))
             return jax.tree.map(
                 lambda *a: jax.device_put(jnp.stack(a), layout), *chunks
@@ -225,11 +224,11 @@ class Rows:
             self._stack(3, False, bool),
         )
 
-    def _load(self, where: tuple[int, int, int]) -> Chunk:
+    def _load(self, where: tuple[int, int, int], *, centre: bool) -> Chunk:
         i, lo, hi = where
         part = self._parts[i]
         x = self._place(part.x, lo, hi, 0, self._x_dtype(part))
-        if self.centred:
+        if centre:
             x = _centre(x, self.shift, self.dtype)
         return Chunk(
             x,
@@ -238,16 +237,14 @@ class Rows:
             self._place(part.member, lo, hi, False, bool),
         )
 
-    def __iter__(self) -> Iterator[Chunk]:
-        if self.stacked is not None:
-            for k in range(len(self)):
-                yield jax.tree.map(lambda a, k=k: a[k], self.stacked)
-            return
-        upcoming = self._load(self._plan[0])
+    def streamed_chunks(self) -> Iterator[Chunk]:
+        """Streamed rows' chunks, uncentred, each put on the mesh while the
+        one before is in use (rows in memory are `stacked` instead)."""
+        upcoming = self._load(self._plan[0], centre=False)
         for k in range(len(self)):
             current = upcoming
             if k + 1 < len(self):
-                upcoming = self._load(self._plan[k + 1])
+                upcoming = self._load(self._plan[k + 1], centre=False)
             yield current
 
 
@@ -304,9 +301,8 @@ def _accumulate(rows: Rows, chunk_fn: Any, acc: Any, *args: Any, **static: Any):
         static["centred"] = rows.in_memory_centred
         items = tuple(sorted(static.items()))
         return _scan_jit(chunk_fn, acc, rows.stacked, (*args, rows.shift), items)
-    for chunk in rows:
-        centred = rows.centred and chunk.x.dtype == rows.dtype
-        acc = chunk_fn(acc, chunk, *args, rows.shift, centred=centred, **static)
+    for chunk in rows.streamed_chunks():
+        acc = chunk_fn(acc, chunk, *args, rows.shift, centred=False, **static)
     return acc
 
 
@@ -376,7 +372,8 @@ def grad_pass(
     rows of set ``group[h]``. Sums, not means: the caller divides by each
     head's total weight.
     """
-    zeros = sharding.replicate(jax.jit(_grad_zeros)(W, c), rows.mesh)
+    shapes = ((W.shape[0],), W.shape, c.shape)
+    zeros = sharding.replicate(tuple(np.zeros(a, W.dtype) for a in shapes), rows.mesh)
     return _accumulate(rows, _grad_chunk, zeros, W, c, group)
 
 
