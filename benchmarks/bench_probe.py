@@ -33,7 +33,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from jaxsoft import probe, sharding
-from jaxsoft.probe import passes, placement
+from jaxsoft.exact import passes, placement
 
 L2 = tuple(float(v) for v in np.geomspace(1e-6, 1e-1, 8))
 

@@ -1,4 +1,4 @@
-"""scikit-learn estimators on jaxsoft's exact engine (`jaxsoft.probe.solve`).
+"""scikit-learn estimators on jaxsoft's exact engine (`jaxsoft.exact.solve`).
 
 ``jaxsoft.linear_model.LogisticRegression`` is a drop-in for scikit-learn's
 ``LogisticRegression(solver="lbfgs")``. It holds no math of its own: labels are
@@ -57,8 +57,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
+from jaxsoft.exact import solve
 from jaxsoft.model import Params
-from jaxsoft.probe import solve
 
 __all__ = ["LogisticRegression", "LogisticRegressionCV"]
 
@@ -324,7 +324,7 @@ class LogisticRegressionCV(_Probabilities):
     attributes, the default of scikit-learn 1.9): the same folds, the same
     per-fold objective ``sum_i s_i l_i / S_g + ||W||^2 / (2 C S_g)``, the same
     scores and choice of C. Every fold and every C, and the refit on every
-    row at every C, is one head of a single `jaxsoft.probe.solve`: all of
+    row at every C, is one head of a single `jaxsoft.exact.solve`: all of
     them share each pass over the data (the refit at the chosen C is then at
     hand, with no second solve to compile).
 

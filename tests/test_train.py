@@ -596,7 +596,7 @@ def test_lbfgs_reports_non_convergence(digits_subset):
 def test_lbfgs_counts_the_objectives_evaluations(digits_subset, monkeypatch):
     """`info.evaluations` against a count of the data passes (each one value
     and gradient of the objective) kept by a wrapper around the pass."""
-    from jaxsoft.probe import solver
+    from jaxsoft.exact import solver
 
     calls: list[int] = []
     one_pass = solver._pass

@@ -3,8 +3,8 @@
 >>> from jaxsoft import probe
 >>> # res = probe.sweep(x_train, y_train, l2=[1e-6, 1e-4], x_val=x_val, y_val=y_val)
 
-- `solve` (`engine`): the exact optimum of many heads (strengths x training
-  sets) in shared passes over rows sharded on the mesh; the one exact solver.
+- `solve`: `jaxsoft.exact.solve`, the exact optimum of many heads
+  (strengths x training sets), re-exported for the probe's users.
 - `sweep` (`sweep`): the heads, their scores and the chosen one.
 - `load_features` (`features`): arrays, ``.npz`` files, memory-mapped
   ``.npy`` pairs; `ProbeInputError` for bad inputs.
@@ -12,10 +12,9 @@
 - `command`: the ``jaxsoft probe`` subcommand.
 """
 
-from jaxsoft.probe.engine import Solution, solve
+from jaxsoft.exact import Progress, Solution, solve
 from jaxsoft.probe.features import ProbeInputError, load_features
 from jaxsoft.probe.scoring import score
-from jaxsoft.probe.solver import Progress
 from jaxsoft.probe.sweep import DEFAULT_L2, SweepResult, sweep
 
 __all__ = [

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from jaxsoft import distributed
+from jaxsoft.exact.solver import Progress
 from jaxsoft.probe import report
 from jaxsoft.probe.features import (
     ProbeInputError,
@@ -29,7 +30,6 @@ from jaxsoft.probe.features import (
     validate_features,
 )
 from jaxsoft.probe.scoring import score
-from jaxsoft.probe.solver import Progress
 from jaxsoft.probe.sweep import DEFAULT_L2, SweepResult, sweep
 
 __all__ = ["add_parser", "run"]

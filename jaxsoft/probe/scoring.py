@@ -9,9 +9,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import model, sharding
-from jaxsoft.probe import engine, placement
+from jaxsoft.exact import engine, placement
+from jaxsoft.exact.passes import Part, compute_dtype, score_pass
 from jaxsoft.probe.features import validate_features
-from jaxsoft.probe.passes import Part, compute_dtype, score_pass
 
 __all__ = ["score"]
 

@@ -2,7 +2,7 @@
 
 Each head is the exact minimiser of `jaxsoft.loss(params, x, y, l2)`, the
 objective of scikit-learn's ``LogisticRegression(C=1 / (l2 * n))``. All
-heads are solved together by preconditioned L-BFGS (`jaxsoft.probe.solver`),
+heads are solved together by preconditioned L-BFGS (`jaxsoft.exact.solver`),
 one pass over the data per iteration for every head. The strength is chosen
 on the validation split, or without one by k-fold cross-validation in which
 every fold and every strength shares the same passes.
@@ -19,11 +19,11 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import model, sharding
-from jaxsoft.probe import engine, placement
-from jaxsoft.probe.engine import check_l2
+from jaxsoft.exact import engine, placement
+from jaxsoft.exact.engine import check_l2
+from jaxsoft.exact.passes import Part, Scores, score_pass
+from jaxsoft.exact.solver import Progress
 from jaxsoft.probe.features import ProbeInputError, validate_features
-from jaxsoft.probe.passes import Part, Scores, score_pass
-from jaxsoft.probe.solver import Progress
 
 __all__ = ["DEFAULT_L2", "SweepResult", "check_l2", "sweep"]
 

@@ -1,6 +1,6 @@
 """`solve_lbfgs`: the exact optimum of `jaxsoft.loss`, the exact engine's one-head case.
 
-One L-BFGS in the package: `solve_lbfgs` runs `jaxsoft.probe.solve`'s
+One L-BFGS in the package: `solve_lbfgs` runs `jaxsoft.exact.solve`'s
 preconditioned engine for a single head (one strength, every row), starting
 from the given parameters, mesh-aware and weighted like the rest.
 """
@@ -15,8 +15,8 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxsoft import model, sharding, validation
-from jaxsoft.probe import engine, placement
-from jaxsoft.probe.passes import Part
+from jaxsoft.exact import engine, placement
+from jaxsoft.exact.passes import Part
 
 __all__ = ["LbfgsInfo", "solve_lbfgs"]
 
@@ -72,7 +72,7 @@ def solve_lbfgs(
 ) -> tuple[model.Params, LbfgsInfo]:
     """The minimiser of ``jaxsoft.loss(params, x, y, l2, sample_weight=w)``.
 
-    Preconditioned full-batch L-BFGS (`jaxsoft.probe.solve`'s engine, one
+    Preconditioned full-batch L-BFGS (`jaxsoft.exact.solve`'s engine, one
     head) from ``params``, until the gradient's 2-norm is at most ``tol``,
     the estimated objective gap is at most ``rtol`` times the objective, or
     ``max_iter`` iterations are done. With l2 > 0 the objective is strictly

@@ -1,9 +1,9 @@
 """Solving many heads together: one data pass per iteration for every head.
 
-`solve_heads` keeps every head's L-BFGS state (`jaxsoft.probe.lbfgs`) on the
+`solve_heads` keeps every head's L-BFGS state (`jaxsoft.exact.lbfgs`) on the
 mesh (replicated) and loops on the host: gather the heads still running,
 evaluate all of them in one pass over the rows
-(`jaxsoft.probe.passes.grad_pass`), advance each head. Finished heads stop
+(`jaxsoft.exact.passes.grad_pass`), advance each head. Finished heads stop
 changing and leave the pass: the running heads are packed into a batch
 whose size is a power of four (so at most log4(H) + 2 shapes are compiled),
 which keeps the work within 4x of the heads still running.
@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsoft import sharding
-from jaxsoft.probe import basis as basis_lib
-from jaxsoft.probe import lbfgs, passes
-from jaxsoft.probe.passes import Rows, grad_pass
+from jaxsoft.exact import basis as basis_lib
+from jaxsoft.exact import lbfgs, passes
+from jaxsoft.exact.passes import Rows, grad_pass
 
 __all__ = ["Heads", "Progress", "solve_heads"]
 
@@ -174,7 +174,7 @@ def solve_heads(
 
     Args:
       rows: the training rows (with their sets, for cross-validation).
-      basis: the change of variables (`jaxsoft.probe.basis`), replicated.
+      basis: the change of variables (`jaxsoft.exact.basis`), replicated.
       heads: each head's strength, training set and total weight.
       theta0: starting points in solver coordinates, (H, P), replicated.
       cfg: L-BFGS settings.

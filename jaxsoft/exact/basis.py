@@ -20,7 +20,7 @@ O(n d^2), so above `EIGH_MAX_FEATURES` features the basis is diagonal
 evens out feature scales, though not their correlations. Without an
 intercept, mu = 0 and Sigma is the second moment about 0.
 
-The data passes see the features centred by ``shift`` (`jaxsoft.probe.passes`):
+The data passes see the features centred by ``shift`` (`jaxsoft.exact.passes`):
 their logits are ``(x - shift) W + c_s`` with ``c_s = b + shift W``.
 
 Flat coordinates per head: theta = concat(U.ravel(), c') of size d q + q.
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsoft import model
-from jaxsoft.probe.passes import Moments
+from jaxsoft.exact.passes import Moments
 
 __all__ = ["EIGH_MAX_FEATURES", "Basis", "make_basis"]
 

@@ -7,7 +7,7 @@ The one exact solver of the package. Head (g, l) minimises
 (the bias not penalised) over the rows of training set g: scikit-learn's
 ``LogisticRegression(C=1 / (l2 * sum(w)))`` with ``sample_weight=w``. Every
 set and every strength is solved together by preconditioned L-BFGS
-(`jaxsoft.probe.basis`, `jaxsoft.probe.lbfgs`), one pass over the data per
+(`jaxsoft.exact.basis`, `jaxsoft.exact.lbfgs`), one pass over the data per
 iteration for every head, the rows sharded over the mesh
 (`jaxsoft.sharding`). `jaxsoft.train.solve_lbfgs` is its one-head case,
 `jaxsoft.probe.sweep` and the scikit-learn estimators are built on it.
@@ -23,11 +23,11 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import model, sharding, validation, weights
-from jaxsoft.probe import basis as basis_lib
-from jaxsoft.probe import lbfgs, placement
-from jaxsoft.probe.features import ProbeInputError, validate_features
-from jaxsoft.probe.passes import Part, Rows, compute_dtype, moments_pass, sample_mean
-from jaxsoft.probe.solver import Heads, Progress, solve_heads
+from jaxsoft.exact import basis as basis_lib
+from jaxsoft.exact import lbfgs, placement
+from jaxsoft.exact.inputs import SolveInputError, validate_features
+from jaxsoft.exact.passes import Part, Rows, compute_dtype, moments_pass, sample_mean
+from jaxsoft.exact.solver import Heads, Progress, solve_heads
 
 __all__ = ["Solution", "solve"]
 
@@ -69,23 +69,23 @@ def check_l2(l2: Any, *, per_set: bool = False) -> np.ndarray:
     """
     values = np.atleast_1d(np.asarray(l2, dtype=object))
     if values.ndim not in ((1, 2) if per_set else (1,)) or values.size == 0:
-        raise ProbeInputError(
+        raise SolveInputError(
             "l2 must list at least one strength, e.g. 1e-6 1e-4"
             + (", or one row of strengths per training set." if per_set else ".")
         )
     for value in values.ravel():
         ok = isinstance(value, (int, float, np.integer, np.floating))
         if not ok or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
-            raise ProbeInputError(f"l2 strengths must be numbers > 0, got {value!r}.")
+            raise SolveInputError(f"l2 strengths must be numbers > 0, got {value!r}.")
     return values.astype(np.float64)
 
 
 def checked_weight(sample_weight: Any, n: int, split: str) -> np.ndarray | None:
-    """Sample weights as a NumPy array (n,), or a `ProbeInputError`."""
+    """Sample weights as a NumPy array (n,), or a `SolveInputError`."""
     try:
         w = weights.check_sample_weight(sample_weight, n, split=split)
     except (TypeError, ValueError) as err:
-        raise ProbeInputError(str(err)) from None
+        raise SolveInputError(str(err)) from None
     return None if w is None else np.asarray(jax.device_get(w), np.float64)
 
 
@@ -95,13 +95,13 @@ def checked_sets(row_sets: Any, n: int) -> np.ndarray:
         return np.ones((1, n), bool)
     sets = np.asarray(row_sets)
     if sets.dtype != np.bool_ or sets.ndim != 2 or sets.shape[1] != n:
-        raise ProbeInputError(
+        raise SolveInputError(
             f"row_sets must be a bool array of shape (G, {n}), one row per "
             f"training set, got dtype {sets.dtype} and shape {sets.shape}."
         )
     empty = np.flatnonzero(~sets.any(axis=1))
     if empty.size:
-        raise ProbeInputError(f"training set {int(empty[0])} of row_sets is empty.")
+        raise SolveInputError(f"training set {int(empty[0])} of row_sets is empty.")
     return sets
 
 
@@ -206,16 +206,16 @@ def to_params(problem: Problem, theta: jax.Array, l2: np.ndarray) -> model.Param
 def settings(
     rtol: Any, gtol: Any, gtol_norm: str, max_iter: Any, memory: Any = 10
 ) -> lbfgs.Settings:
-    """Checked `lbfgs.Settings` (a `ProbeInputError` names a bad one)."""
+    """Checked `lbfgs.Settings` (a `SolveInputError` names a bad one)."""
     try:
         rtol = validation.non_negative_float("rtol", rtol)
         gtol = 0.0 if gtol is None else validation.non_negative_float("gtol", gtol)
         max_iter = validation.positive_int("max_iter", max_iter)
         memory = validation.positive_int("memory_size", memory)
     except ValueError as err:
-        raise ProbeInputError(str(err)) from None
+        raise SolveInputError(str(err)) from None
     if gtol_norm not in ("max", "l2"):
-        raise ProbeInputError(f'gtol_norm must be "max" or "l2", got {gtol_norm!r}.')
+        raise SolveInputError(f'gtol_norm must be "max" or "l2", got {gtol_norm!r}.')
     return lbfgs.Settings(
         rtol=rtol, gtol=gtol, gtol_norm=gtol_norm, max_iter=max_iter, memory=memory
     )
@@ -227,7 +227,7 @@ def _start_params(start: model.Params, G: int, L: int, d: int, q: int):
     if W.shape == (d, q) and b.shape == (q,):
         W, b = np.broadcast_to(W, (G, L, d, q)), np.broadcast_to(b, (G, L, q))
     if W.shape != (G, L, d, q) or b.shape != (G, L, q):
-        raise ProbeInputError(
+        raise SolveInputError(
             f"start must have W of shape ({d}, {q}) or ({G}, {L}, {d}, {q}) and b "
             f"of shape ({q},) or ({G}, {L}, {q}), got {W.shape} and {b.shape}."
         )
@@ -299,11 +299,11 @@ def solve(
       A `Solution` (NumPy arrays with leading axes (G, L)).
 
     Raises:
-      ProbeInputError: invalid inputs or settings (a ValueError).
+      SolveInputError: invalid inputs or settings (a ValueError).
 
     Example:
       >>> import numpy as np
-      >>> from jaxsoft.probe import solve
+      >>> from jaxsoft.exact import solve
       >>> rng = np.random.default_rng(0)
       >>> y = rng.integers(0, 3, 200)
       >>> x = rng.normal(size=(200, 4)) + np.eye(3, 4)[y]
@@ -322,14 +322,14 @@ def solve(
     sets = checked_sets(row_sets, n)
     G, L = len(sets), l2.shape[-1]
     if l2.ndim == 2 and l2.shape[0] != G:
-        raise ProbeInputError(
+        raise SolveInputError(
             f"l2 has {l2.shape[0]} rows of strengths but row_sets has {G} "
             "training sets; give one row per set, or one row (L,) for all."
         )
     count = sets.astype(np.float64) @ (np.ones(n) if w is None else w)
     if not np.all(count > 0):
         bad = int(np.flatnonzero(~(count > 0))[0])
-        raise ProbeInputError(f"training set {bad} has a total sample weight of 0.")
+        raise SolveInputError(f"training set {bad} has a total sample weight of 0.")
     mesh = sharding.resolve_mesh(mesh)
     problem = prepare(
         [Part(x, y, w, sets.T)],

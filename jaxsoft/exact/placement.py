@@ -20,8 +20,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import sharding
-from jaxsoft.probe.features import ProbeInputError
-from jaxsoft.probe.passes import Part, Rows
+from jaxsoft.exact.inputs import SolveInputError
+from jaxsoft.exact.passes import Part, Rows
 
 __all__ = ["device_budget", "make_rows"]
 
@@ -32,11 +32,11 @@ def device_budget(max_device_bytes: int | None) -> int:
         if isinstance(max_device_bytes, bool) or not isinstance(
             max_device_bytes, (int, np.integer)
         ):
-            raise ProbeInputError(
+            raise SolveInputError(
                 f"max_device_bytes must be an integer, got {max_device_bytes!r}."
             )
         if max_device_bytes < 0:
-            raise ProbeInputError(
+            raise SolveInputError(
                 f"max_device_bytes must be >= 0, got {max_device_bytes}."
             )
         return int(max_device_bytes)
@@ -58,9 +58,9 @@ def chunk_rows(num_heads: int, num_classes: int, requested: int | None) -> int:
     """Rows per chunk: ``requested``, or sized for the heads' buffers."""
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, (int, np.integer)):
-            raise ProbeInputError(f"chunk_rows must be an integer, got {requested!r}.")
+            raise SolveInputError(f"chunk_rows must be an integer, got {requested!r}.")
         if requested < 1:
-            raise ProbeInputError(f"chunk_rows must be >= 1, got {requested}.")
+            raise SolveInputError(f"chunk_rows must be >= 1, got {requested}.")
         return int(requested)
     on_cpu = jax.default_backend() == "cpu"
     elements = (1 << 20) if on_cpu else (1 << 25)

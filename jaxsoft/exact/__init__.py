@@ -1,0 +1,29 @@
+"""The exact engine: the optimum of softmax regression for many heads at once.
+
+A head is one (training set, L2 strength) pair: a cross-validation fold at
+one C, a probe's strength, a scikit-learn fit. `solve` finds every head's
+exact optimum of the weighted objective
+
+    sum_{i in set g} w_i CE_i / sum_{i in set g} w_i + (l2 / 2) ||W||^2
+
+by preconditioned L-BFGS, every head sharing each pass over the rows, the
+whole iteration loop one compiled program on the device. The faces call it:
+`jaxsoft.linear_model`, `jaxsoft.train.solve_lbfgs`, `jaxsoft.probe.sweep`.
+
+Modules, bottom up:
+
+- `inputs`: the checks of what a caller passes; `SolveInputError`.
+- `passes`: rows on the mesh (in memory or streamed) and the passes over them.
+- `placement`: where rows live, and the chunk sizes.
+- `buckets`: the padded sizes that let similar problems share programs.
+- `basis`: the change of variables that preconditions each head.
+- `lbfgs`: one head's L-BFGS state machine.
+- `solver`: every head's loop as one compiled program.
+- `engine`: `solve`, the one orchestration of a solve.
+"""
+
+from jaxsoft.exact.engine import Solution, solve
+from jaxsoft.exact.inputs import SolveInputError
+from jaxsoft.exact.solver import Progress
+
+__all__ = ["Progress", "Solution", "SolveInputError", "solve"]

@@ -1,0 +1,96 @@
+"""The exact engine's input checks: features, labels, weights, sets, strengths.
+
+Every bad input to `jaxsoft.exact.solve` raises `SolveInputError` (a
+ValueError, one line that says what is wrong). Features are checked through
+`jaxsoft.validation.validate_split`, the project's one host-validation path;
+memory-mapped or very large ones in row blocks, so they are never read into
+memory whole, each process checking only its own rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxsoft import validation
+from jaxsoft.errors import JaxsoftError
+
+__all__ = ["SolveInputError", "validate_features"]
+
+_BLOCK_BYTES = 256 << 20  # validate large features in blocks of this size
+
+
+class SolveInputError(JaxsoftError, ValueError):
+    """A bad input to the exact engine or a probe: a wrong array, a bad strength."""
+
+
+def _check_block(x: Any, y: Any, num_classes: int, split: str) -> tuple[Any, Any]:
+    try:
+        return validation.validate_split(x, y, num_classes=num_classes, split=split)
+    except (TypeError, ValueError) as err:
+        raise SolveInputError(str(err)) from None
+
+
+def validate_features(
+    x: Any, y: Any, *, num_classes: int, num_features: int | None, split: str
+) -> tuple[Any, np.ndarray]:
+    """Validates one split; returns ``(x, y int32)``.
+
+    Small in-memory features come back as `validate_split` returns them;
+    memory-mapped or large ones are checked in row blocks and returned as
+    they are (integer features are cast to float32 inside the passes).
+    """
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) == 2 and num_features not in (None, shape[1]):
+        raise SolveInputError(
+            f"x_{split} has {shape[1]} features but x_train has {num_features}."
+        )
+    blockwise = isinstance(x, np.memmap) or getattr(x, "nbytes", 0) > _BLOCK_BYTES
+    if not blockwise or len(shape) != 2 or shape[0] == 0 or np.ndim(y) != 1:
+        x, y = _check_block(x, y, num_classes, split)
+        return x, np.asarray(y) if not isinstance(y, jax.Array) else y
+    if shape[0] != len(y):
+        raise SolveInputError(
+            f"x_{split} and y_{split} have different lengths: {shape[0]} examples "
+            f"but {len(y)} labels."
+        )
+    first, last = _own_rows(shape[0])
+    step = max(1, _BLOCK_BYTES // max(1, x.itemsize * shape[1]))
+    error = None
+    try:
+        for lo in range(first, last, step):
+            hi = min(lo + step, last)
+            name = split if (lo, hi) == (0, shape[0]) else f"{split}[{lo}:{hi}]"
+            _check_block(x[lo:hi], y[lo:hi], num_classes, name)
+    except SolveInputError as err:
+        error = err
+    _agree(error, split)
+    return x, np.asarray(y, np.int32)
+
+
+def _own_rows(n: int) -> tuple[int, int]:
+    """This process's contiguous share ``[first, last)`` of n rows.
+
+    With several processes each validates only its own rows, so a
+    memory-mapped feature file is never read whole by one host.
+    """
+    count, index = jax.process_count(), jax.process_index()
+    return n * index // count, n * (index + 1) // count
+
+
+def _agree(error: SolveInputError | None, split: str) -> None:
+    """Raises on every process when any process found bad rows."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.int32(error is not None))
+        bad = np.flatnonzero(np.asarray(flags))
+        if error is None and bad.size:
+            raise SolveInputError(
+                f"process {int(bad[0])} found bad rows in the {split} split; "
+                "its message says which."
+            )
+    if error is not None:
+        raise error
