@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from jaxsoft import _stop
-from jaxsoft.compile_cache import enable_compilation_cache
+from jaxsoft.compile_cache import enable_default_cache
 from jaxsoft.config import Config, ConfigError
 from jaxsoft.config import flags as config_flags
 from jaxsoft.errors import JaxsoftError
@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
     # Keeps compiled programs on disk, so a second run skips compiling
     # ($JAXSOFT_CACHE_DIR; empty turns it off).
-    enable_compilation_cache()
+    enable_default_cache()
     commands = {
         "train": _command_train,
         "evaluate": _command_evaluate,

@@ -57,6 +57,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
+from jaxsoft.compile_cache import enable_default_cache
 from jaxsoft.exact import solve
 from jaxsoft.model import Params
 
@@ -142,6 +143,7 @@ def _solve(X, codes, sw, l2s, q, *, tol, max_iter, fit_intercept, mesh, **kw):
     ``gtol * _TIGHTEN_F64`` in at most `_POLISH_ITER` more iterations (so an
     ill-conditioned head, a weak penalty on separable data, costs a bounded
     number of passes). Returns (solution, converged to scikit-learn's tol)."""
+    enable_default_cache()
     gtol = _gtol(tol, q)
     kwargs = dict(
         num_classes=q,

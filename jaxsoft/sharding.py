@@ -161,7 +161,10 @@ def to_host(a: jax.Array) -> np.ndarray:
 
     In several processes a replicated array is not fully addressable, but
     every process holds the whole of it: its first local copy is the value.
+    A NumPy array is returned as it is.
     """
+    if not isinstance(a, jax.Array):
+        return np.asarray(a)
     if a.is_fully_addressable:
         return np.asarray(a)
     return np.asarray(a.addressable_data(0))

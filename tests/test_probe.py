@@ -19,7 +19,8 @@ from sklearn.linear_model import LogisticRegression
 
 import jaxsoft as js
 from jaxsoft import probe
-from jaxsoft.probe import command, features
+from jaxsoft.exact import inputs
+from jaxsoft.probe import command
 from jaxsoft.probe.sweep import _fold_ids
 
 D, Q = 5, 6
@@ -156,7 +157,7 @@ def test_memmap_is_validated_in_blocks(tmp_path, monkeypatch):
     x[250, 2] = np.nan
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", TRAIN[1])
-    monkeypatch.setattr(features, "_BLOCK_BYTES", 100 * D * 4)
+    monkeypatch.setattr(inputs, "_BLOCK_BYTES", 100 * D * 4)
     x_map, y_map = probe.load_features((tmp_path / "x.npy", tmp_path / "y.npy"))
     with pytest.raises(probe.ProbeInputError, match=r"x_train\[200:300\].*index 50"):
         probe.sweep(x_map, y_map, L2)

@@ -653,7 +653,7 @@ def _fit_evaluate_solve(x, y, x_test, y_test) -> list[np.ndarray]:
 def test_cpu_compiler_options_agree_with_xlas_defaults(data, monkeypatch):
     """The CPU options that compile faster (`_compiling.CPU_OPTIONS`) give
     what XLA's default options give, up to float summation order."""
-    from jaxsoft.train import _compiling
+    from jaxsoft import compiling as _compiling
 
     x, y, x_test, y_test = data
     mesh = sharding.resolve_mesh()
@@ -669,7 +669,7 @@ def test_cpu_compiler_options_agree_with_xlas_defaults(data, monkeypatch):
 
 
 def test_an_option_xla_does_not_know_falls_back_to_its_defaults(monkeypatch):
-    from jaxsoft.train import _compiling
+    from jaxsoft import compiling as _compiling
 
     monkeypatch.setattr(_compiling, "CPU_OPTIONS", {"xla_no_such_option": True})
     assert _compiling.compiler_options(sharding.resolve_mesh()) == {}

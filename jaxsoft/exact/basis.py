@@ -72,7 +72,8 @@ def make_basis(
     diagonal: bool,
     fit_intercept: bool = True,
 ) -> Basis:
-    """The `Basis` for rows with these weighted moments about ``shift``."""
+    """The `Basis` for rows with these weighted moments about ``shift``, as
+    NumPy arrays (`jaxsoft.sharding.replicate` puts it on the mesh)."""
     mean = shift + moments.mean
     second = moments.second
     if not fit_intercept:  # the second moment about 0, and no centring
@@ -86,17 +87,24 @@ def make_basis(
     # the preconditioner, never the objective).
     lam = np.clip(lam, max(1e-6 * float(np.max(lam, initial=0.0)), 1e-30), None)
     return Basis(
-        shift=jnp.asarray(shift, dtype),
-        mu=jnp.asarray(mean, dtype),
-        V=None if V is None else jnp.asarray(V, dtype),
-        lam=jnp.asarray(lam, dtype),
-        alpha=jnp.asarray(1.0 / num_classes, dtype),
-        intercept=jnp.asarray(1.0 if fit_intercept else 0.0, dtype),
+        shift=np.asarray(shift, dtype),
+        mu=np.asarray(mean, dtype),
+        V=None if V is None else np.asarray(V, dtype),
+        lam=np.asarray(lam, dtype),
+        alpha=np.asarray(1.0 / num_classes, dtype),
+        intercept=np.asarray(1.0 if fit_intercept else 0.0, dtype),
     )
+
+
+def _xp(a: Any) -> Any:
+    """NumPy for NumPy arrays (host work, nothing compiled), else jax.numpy."""
+    return np if isinstance(a, (np.ndarray, np.generic)) else jnp
 
 
 def scales(basis: Basis, l2: jax.Array) -> tuple[jax.Array, jax.Array]:
     """D_h (d,) and the intercept's scale (a scalar) for one head."""
+    if _xp(basis.lam) is np:
+        return 1 / np.sqrt(basis.alpha * basis.lam + l2), 1 / np.sqrt(basis.alpha)
     return jax.lax.rsqrt(basis.alpha * basis.lam + l2), jax.lax.rsqrt(basis.alpha)
 
 
@@ -108,11 +116,35 @@ def _unrotate(basis: Basis, a: jax.Array) -> jax.Array:
     return a if basis.V is None else basis.V.T @ a
 
 
+def to_weights_host(basis: Basis, theta: np.ndarray, l2: np.ndarray) -> model.Params:
+    """`to_weights` for every head of ``theta`` (H, P), ``l2`` (H,), in NumPy
+    with the basis on the host: W (H, d, q), b (H, q)."""
+    D, dc = scales(basis, np.asarray(l2)[:, None])  # (H, d)
+    U, cc = split(basis, np.asarray(theta))
+    W = D[..., None] * U
+    if basis.V is not None:
+        W = np.einsum("ij,hjq->hiq", basis.V, W)
+    return model.Params(W=W, b=basis.intercept * dc * cc - basis.mu @ W)
+
+
+def from_params_host(basis: Basis, params: model.Params, l2: np.ndarray) -> np.ndarray:
+    """`from_params` for every head, W (H, d, q), b (H, q), ``l2`` (H,), in
+    NumPy with the basis on the host: theta (H, P)."""
+    D, dc = scales(basis, np.asarray(l2)[:, None])
+    W = np.asarray(params.W, basis.lam.dtype)
+    if basis.V is not None:
+        W = np.einsum("ji,hjq->hiq", basis.V, W)
+    U = W / D[..., None]
+    b = np.asarray(params.b, W.dtype) + basis.mu @ np.asarray(params.W, W.dtype)
+    cc = basis.intercept * b / dc
+    return np.concatenate([U.reshape(len(U), -1), cc], axis=1)
+
+
 def split(basis: Basis, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Flat theta (d q + q,) -> U (d, q), c' (q,)."""
+    """Flat theta (..., d q + q) -> U (..., d, q), c' (..., q)."""
     d = basis.lam.shape[0]
-    q = theta.shape[0] // (d + 1)
-    return theta[: d * q].reshape(d, q), theta[d * q :]
+    q = theta.shape[-1] // (d + 1)
+    return theta[..., : d * q].reshape(*theta.shape[:-1], d, q), theta[..., d * q :]
 
 
 def to_weights(basis: Basis, theta: jax.Array, l2: jax.Array) -> model.Params:

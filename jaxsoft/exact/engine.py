@@ -53,12 +53,16 @@ class Solution(NamedTuple):
 
 
 class Problem(NamedTuple):
-    """The rows on the mesh and the change of variables, ready to solve."""
+    """The rows on the mesh and the change of variables, ready to solve.
+
+    ``basis`` is on the mesh (replicated), ``host_basis`` the same in NumPy.
+    """
 
     rows: Rows
     basis: basis_lib.Basis
     num_classes: int
     dtype: np.dtype
+    host_basis: basis_lib.Basis
 
 
 def check_l2(l2: Any, *, per_set: bool = False) -> np.ndarray:
@@ -143,12 +147,12 @@ def prepare(
         diagonal=diagonal,
         fit_intercept=fit_intercept,
     )
-    return Problem(rows, sharding.replicate(basis, mesh), num_classes, dtype)
+    return Problem(rows, sharding.replicate(basis, mesh), num_classes, dtype, basis)
 
 
 def prior_start(
     problem: Problem, y: np.ndarray, w: np.ndarray | None, H: int, intercept: bool
-) -> jax.Array:
+) -> np.ndarray:
     """Starting points (H, P): W = 0 and the intercept at the class log-priors."""
     q, d = problem.num_classes, problem.rows.d
     counts = np.bincount(y, weights=w, minlength=q)[:q]
@@ -158,20 +162,16 @@ def prior_start(
     alpha = 1.0 / q
     if intercept:
         theta[:, -q:] = (c - c.mean()) * np.sqrt(alpha)
-    return sharding.replicate(theta, problem.rows.mesh)
-
-
-_from_params = jax.jit(jax.vmap(basis_lib.from_params, in_axes=(None, 0, 0)))
-
-
-def params_start(problem: Problem, start: model.Params, l2: np.ndarray):
-    """Starting points (H, P) from `Params` W (H, d, q), b (H, q)."""
-    theta = _from_params(
-        problem.basis,
-        sharding.replicate(model.Params(start.W, start.b), problem.rows.mesh),
-        sharding.replicate(np.asarray(l2, problem.dtype), problem.rows.mesh),
-    )
     return theta
+
+
+def params_start(problem: Problem, start: model.Params, l2: np.ndarray) -> np.ndarray:
+    """Starting points (H, P) from `Params` W (H, d, q), b (H, q)."""
+    start = model.Params(*(np.asarray(jax.device_get(a)) for a in start))
+    l2 = np.asarray(l2, problem.dtype)
+    return basis_lib.from_params_host(problem.host_basis, start, l2).astype(
+        problem.dtype
+    )
 
 
 def run(
@@ -192,15 +192,12 @@ def run(
     return solve_heads(problem.rows, problem.basis, heads, theta0, cfg, progress)
 
 
-@jax.jit
-def _to_params_jit(basis, theta, l2):
-    return jax.vmap(basis_lib.to_weights, in_axes=(None, 0, 0))(basis, theta, l2)
-
-
 def to_params(problem: Problem, theta: jax.Array, l2: np.ndarray) -> model.Params:
-    """Solver coordinates (H, P) -> `Params` W (H, d, q), b (H, q) on the mesh."""
-    l2 = sharding.replicate(np.asarray(l2, problem.dtype), problem.rows.mesh)
-    return _to_params_jit(problem.basis, theta, l2)
+    """Solver coordinates (H, P) -> `Params` W (H, d, q), b (H, q) in NumPy."""
+    theta = sharding.to_host(theta) if isinstance(theta, jax.Array) else theta
+    l2 = np.asarray(l2, problem.dtype)
+    params = basis_lib.to_weights_host(problem.host_basis, theta, l2)
+    return model.Params(*(a.astype(problem.dtype, copy=False) for a in params))
 
 
 def settings(

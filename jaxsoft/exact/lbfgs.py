@@ -26,12 +26,13 @@ JAX's x64 mode is on.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["HeadState", "Settings", "advance", "init"]
+__all__ = ["HeadState", "Settings", "advance", "init", "init_host"]
 
 
 class Settings(NamedTuple):
@@ -93,6 +94,37 @@ def init(theta: jax.Array, memory: int) -> HeadState:
         grad_norm=jnp.asarray(jnp.inf, dt),
         done=jnp.asarray(False),
         converged=jnp.asarray(False),
+    )
+
+
+def init_host(theta: Any, memory: int) -> HeadState:
+    """`init` for every head of ``theta`` (H, P), built in NumPy on the host
+    (nothing to compile): the batched state with a leading (H,) axis."""
+    theta = np.asarray(jax.device_get(theta))
+    H, P = theta.shape
+    dt, i32 = theta.dtype, np.int32
+
+    def full(value, dtype, *shape):
+        return np.full((H, *shape), value, dtype)
+
+    return HeadState(
+        theta=theta,
+        f=full(np.inf, dt),
+        g=full(0, dt, P),
+        direction=full(0, dt, P),
+        step=full(0, dt),
+        S=full(0, dt, memory, P),
+        Y=full(0, dt, memory, P),
+        rho=full(0, dt, memory),
+        newest=full(memory - 1, i32),
+        gamma=full(1, dt),
+        iterations=full(0, i32),
+        evaluations=full(0, i32),
+        backtracks=full(0, i32),
+        gap=full(np.inf, dt),
+        grad_norm=full(np.inf, dt),
+        done=full(False, bool),
+        converged=full(False, bool),
     )
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxsoft import losses, sharding
+from jaxsoft import compiling, losses, sharding
 
 __all__ = ["Chunk", "Part", "Rows", "grad_pass", "moments_pass", "score_pass"]
 
@@ -87,6 +87,17 @@ def sample_mean(parts: Sequence[Part], rows: int = 4096) -> np.ndarray:
     return np.asarray(jax.device_get(x), np.float64).mean(0)
 
 
+def bucket(count: int, per_octave: int = 16) -> int:
+    """``count`` rounded up to one of ``per_octave`` sizes between successive
+    powers of two (16: at most 1/16 more; sizes below 32 are kept).
+
+    Rows, and chunks of rows, are padded to these sizes (with weight 0), so
+    that problems of nearby sizes share compiled programs.
+    """
+    step = 1 << max(0, (count - 1).bit_length() - per_octave.bit_length() + 1)
+    return -(-count // step) * step
+
+
 class Rows:
     """Row chunks of one or more `Part`s for repeated passes over the mesh.
 
@@ -117,15 +128,17 @@ class Rows:
         self.d = int(self._parts[0].x.shape[1])
         self.num_sets = int(self._parts[0].member.shape[1])
         shards = sharding.num_shards(mesh)
-        # Fewer rows than a chunk: one chunk of the next power of two, so that
-        # row counts of the same power share compiled passes.
-        rows = max(1, min(int(chunk_rows), 1 << max(0, self.n - 1).bit_length()))
+        # Fewer rows than a chunk: one chunk of a bucketed size, so that
+        # nearby row counts (folds, repeated fits) share compiled passes.
+        rows = max(1, min(int(chunk_rows), bucket(self.n)))
         self.chunk_rows = -(-rows // shards) * shards
         self._plan = [
             (i, lo, min(lo + self.chunk_rows, len(p.y)))
             for i, p in enumerate(self._parts)
             for lo in range(0, len(p.y), self.chunk_rows)
         ]
+        if not stream:  # empty chunks (all padding) up to a bucketed count
+            self._plan += [(0, 0, 0)] * (bucket(len(self._plan), 8) - len(self._plan))
         self.host_shift = np.asarray(shift, self.dtype)
         self.shift = jax.device_put(self.host_shift, sharding.replicated(mesh))
         self.stacked = None if stream else self._load_stacked()
@@ -289,8 +302,11 @@ def scan_chunks(chunk_fn: Any, acc: Any, stacked: Chunk, *args: Any, **static: A
     return jax.lax.scan(body, acc, stacked)[0]
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_fn", "static"))
-def _scan_jit(chunk_fn, acc, stacked, args, static):
+# Passes over fewer entries of x than this compile with less optimisation.
+QUICK_MAX_ENTRIES = 1 << 21
+
+
+def _scan_program(acc, stacked, args, *, chunk_fn, static):
     return scan_chunks(chunk_fn, acc, stacked, *args, **dict(static))
 
 
@@ -300,7 +316,15 @@ def _accumulate(rows: Rows, chunk_fn: Any, acc: Any, *args: Any, **static: Any):
     if rows.stacked is not None:
         static["centred"] = rows.in_memory_centred
         items = tuple(sorted(static.items()))
-        return _scan_jit(chunk_fn, acc, rows.stacked, (*args, rows.shift), items)
+        return compiling.call(
+            _scan_program,
+            rows.mesh,
+            acc,
+            rows.stacked,
+            (*args, rows.shift),
+            quick=rows.n * rows.d < QUICK_MAX_ENTRIES,
+            static={"chunk_fn": chunk_fn, "static": items},
+        )
     for chunk in rows.streamed_chunks():
         acc = chunk_fn(acc, chunk, *args, rows.shift, centred=False, **static)
     return acc
@@ -319,8 +343,8 @@ def moments_pass(rows: Rows, *, diagonal: bool) -> Moments:
     """Weighted mean and covariance (or variances) of the rows about the shift."""
     dt = rows.dtype
     d = rows.d
-    second = jnp.zeros((d,) if diagonal else (d, d), dt)
-    acc = sharding.replicate((jnp.zeros((), dt), jnp.zeros(d, dt), second), rows.mesh)
+    second = np.zeros((d,) if diagonal else (d, d), dt)
+    acc = sharding.replicate((np.zeros((), dt), np.zeros(d, dt), second), rows.mesh)
     acc = _accumulate(rows, _moments_chunk, acc, diagonal=diagonal)
     total, s1, s2 = (np.asarray(sharding.to_host(a), np.float64) for a in acc)
     m1 = s1 / total

@@ -1,17 +1,28 @@
-"""Solving many heads together: one data pass per iteration for every head.
+"""Every head's L-BFGS loop as one compiled program.
 
 `solve_heads` keeps every head's L-BFGS state (`jaxsoft.exact.lbfgs`) on the
-mesh (replicated) and loops on the host: gather the heads still running,
-evaluate all of them in one pass over the rows
-(`jaxsoft.exact.passes.grad_pass`), advance each head. Finished heads stop
-changing and leave the pass: the running heads are packed into a batch
-whose size is a power of four (so at most log4(H) + 2 shapes are compiled),
-which keeps the work within 4x of the heads still running.
+mesh (replicated). For rows in memory the whole loop runs on the device: a
+`jax.lax.while_loop` whose body is one pass over the rows for every head
+(`jaxsoft.exact.passes.grad_sums`, a `scan` over the row chunks) followed by
+every head's L-BFGS move, with the stopping test inside, so a compiled solve
+costs microseconds per iteration, not a host round trip. Heads that are done
+stop changing (their rows still take part in the pass).
+
+Two things bring the host back, every `PASSES_PER_CALL` passes at most:
+
+- a large pass (more than `SHRINK_MIN_LOGITS` logits) with heads already
+  done: the running heads are packed into a batch whose size is a power of
+  four (at most log4(H) + 2 shapes compiled), which keeps the work within 4x
+  of the heads still running;
+- a ``progress`` callback, called after each such call.
+
+Streamed rows (features larger than the device budget) come from the host
+anyway: one program per chunk, the same chunk function in the same order,
+then the same move, so both give the same iterates.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -19,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsoft import sharding
+from jaxsoft import compiling, sharding
 from jaxsoft.exact import basis as basis_lib
 from jaxsoft.exact import lbfgs, passes
 from jaxsoft.exact.passes import Rows, grad_pass
@@ -42,20 +53,35 @@ class Heads(NamedTuple):
 
 
 class Progress(NamedTuple):
-    """Reported to the progress callback after each pass."""
+    """Reported to the progress callback after each call of the device loop.
+
+    Attributes:
+      passes: data passes so far.
+      running: heads not yet done after them.
+      total: heads in all.
+      iterations: (H,) each head's accepted iterations so far.
+    """
 
     passes: int
     running: int
     total: int
-    iterations: np.ndarray  # (H,)
+    iterations: np.ndarray
 
 
-# A pass computes only the heads still running, padded to a power of four
-# (at most log4(H) + 2 shapes, each compiled once); each new shape costs a
-# compilation (about 0.5 s on a CPU), which is worth it only when a pass is
-# large: a pass of fewer logits than this (rows x heads x classes, a few ms on
-# a CPU) is not made smaller (heads already done stay put).
+# A pass over fewer logits than this (rows x heads x classes, a few ms on a
+# CPU) keeps every head: packing the running heads into a smaller batch costs
+# a compilation (about half a second on a CPU) per new shape, worth it only
+# for large passes.
 SHRINK_MIN_LOGITS = 1 << 22
+
+# Solves whose pass has less work than this (rows x heads x classes x
+# features) compile with less optimisation (`jaxsoft.compiling`'s
+# QUICK_CPU_OPTIONS): compiling is most of their time.
+QUICK_MAX_WORK = 1 << 21
+
+# Passes per call of the device loop when the host looks in between (to pack
+# the running heads, or to report progress).
+PASSES_PER_CALL = 16
 
 
 def _bucket_size(running: int, total: int) -> int:
@@ -71,79 +97,25 @@ def _bucket(active: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([active, np.full(size - len(active), active[-1])])
 
 
-def _next_size(active: int, current: int, total: int, logits_per_head: int) -> int:
-    """The pass's head count: ``current``, or a smaller bucket once the
-    current pass is large enough for the saving to repay a compilation."""
-    if current * logits_per_head < SHRINK_MIN_LOGITS:
-        return current
-    return min(current, _bucket_size(active, total))
-
-
-def _prepare_heads(basis, heads: Heads, state: lbfgs.HeadState, idx: jax.Array):
-    """Pass coordinates W (B, d, q), c_s (B, q) and training sets of ``idx``."""
-    sub = jax.tree.map(lambda a: a[idx], state)
-    theta = jax.vmap(lbfgs.trial)(sub)
-    W, c = jax.vmap(basis_lib.to_pass, in_axes=(None, 0, 0))(
-        basis, theta, heads.l2[idx]
-    )
-    return W, c, heads.group[idx]
-
-
-def _spread_sums(total: int, idx: jax.Array, sums):
-    """A pass's sums for the heads in ``idx`` -> sums for all heads (0 elsewhere)."""
-    if idx.shape[0] == total:
-        return sums  # every head: idx is 0, 1, ..., total - 1
-    return jax.tree.map(
-        lambda a: jnp.zeros((total, *a.shape[1:]), a.dtype).at[idx].set(a), sums
-    )
-
-
-_prepare = jax.jit(_prepare_heads)
-_spread = jax.jit(_spread_sums, static_argnums=0)
-
-
-@functools.partial(jax.jit, static_argnames=("total", "centred"))
-def _in_memory_pass(basis, heads, state, idx, stacked, shift, *, total, centred):
-    """Heads ``idx``'s pass over rows in memory as one program: their trial
-    points, the sums over every chunk, spread to all ``total`` heads."""
-    W, c, group = _prepare_heads(basis, heads, state, idx)
-    sums = passes.grad_sums(stacked, W, c, group, shift, centred=centred)
-    return _spread_sums(total, idx, sums)
-
-
-def _pass(rows: Rows, basis, heads: Heads, state, idx: jax.Array, total: int):
-    """The sums (H,), (H, d, q), (H, q) of heads ``idx`` (0 for the others)."""
-    if rows.stacked is not None:
-        return _in_memory_pass(
-            basis,
-            heads,
-            state,
-            idx,
-            rows.stacked,
-            rows.shift,
-            total=total,
-            centred=rows.in_memory_centred,
-        )
-    W, c, group = _prepare(basis, heads, state, idx)
-    return _spread(total, idx, grad_pass(rows, W, c, group))
-
-
 def _split_settings(cfg: lbfgs.Settings) -> tuple[lbfgs.Settings, tuple]:
     """(the settings that shape the program, the stopping limits as values).
 
-    The limits (rtol, gtol, max_iter) are passed to `_update` as traced
-    values, so that fits differing only in ``tol`` or ``max_iter`` (a grid
-    search, scikit-learn's checks) share one compiled update.
+    The limits (rtol, gtol, max_iter) are traced values, so that fits
+    differing only in ``tol`` or ``max_iter`` (a grid search, scikit-learn's
+    checks, the float64 polish) share one compiled program.
     """
     limits = (float(cfg.rtol), float(cfg.gtol), int(cfg.max_iter))
     return cfg._replace(rtol=0.0, gtol=0.0, max_iter=0), limits
 
 
-@functools.partial(jax.jit, static_argnames="shape_cfg", donate_argnames="state")
-def _update(basis, heads: Heads, state, sums, limits, shape_cfg: lbfgs.Settings):
-    """Advances every head with a pass's sums (heads already done stay put)."""
-    rtol, gtol, max_iter = limits
-    cfg = shape_cfg._replace(rtol=rtol, gtol=gtol, max_iter=max_iter)
+def _trial_heads(basis, heads: Heads, state: lbfgs.HeadState):
+    """Every head's pass coordinates at its trial point: W (H, d, q), c (H, q)."""
+    theta = jax.vmap(lbfgs.trial)(state)
+    return jax.vmap(basis_lib.to_pass, in_axes=(None, 0, 0))(basis, theta, heads.l2)
+
+
+def _move(basis, heads: Heads, state, sums, cfg: lbfgs.Settings):
+    """Every head's L-BFGS move with a pass's sums (heads done stay put)."""
 
     def one(s, ce, gW, gc, l2, count):
         theta = lbfgs.trial(s)
@@ -157,9 +129,80 @@ def _update(basis, heads: Heads, state, sums, limits, shape_cfg: lbfgs.Settings)
     return jax.vmap(one)(state, *sums, heads.l2, heads.count)
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _init(theta0: jax.Array, memory: int) -> lbfgs.HeadState:
-    return jax.vmap(functools.partial(lbfgs.init, memory=memory))(theta0)
+def _with_limits(shape_cfg: lbfgs.Settings, limits) -> lbfgs.Settings:
+    rtol, gtol, max_iter = limits
+    return shape_cfg._replace(rtol=rtol, gtol=gtol, max_iter=max_iter)
+
+
+def _run_in_memory(
+    basis, heads, state, stacked, shift, limits, max_passes, *, shape_cfg, centred
+):
+    """Up to ``max_passes`` passes and moves of every head, on the device;
+    stops early once every head is done. Returns (state, passes run)."""
+    cfg = _with_limits(shape_cfg, limits)
+
+    def running(carry):
+        state, k = carry
+        return (k < max_passes) & ~jnp.all(state.done)
+
+    def one_pass(carry):
+        state, k = carry
+        W, c = _trial_heads(basis, heads, state)
+        sums = passes.grad_sums(stacked, W, c, heads.group, shift, centred=centred)
+        return _move(basis, heads, state, sums, cfg), k + 1
+
+    return jax.lax.while_loop(running, one_pass, (state, jnp.asarray(0, jnp.int32)))
+
+
+def _move_limits(basis, heads, state, sums, limits, shape_cfg):
+    return _move(basis, heads, state, sums, _with_limits(shape_cfg, limits))
+
+
+def _take(tree, idx):
+    return jax.tree.map(lambda a: a[idx], tree)
+
+
+def _put(state, sub, idx):
+    return jax.tree.map(lambda a, b: a.at[idx].set(b), state, sub)
+
+
+def _streamed_pass(rows, basis, heads, state, limits, shape_cfg):
+    """One pass and move over streamed rows (one program per chunk)."""
+    mesh = rows.mesh
+    W, c = compiling.jit(_trial_heads, mesh)(basis, heads, state)
+    sums = grad_pass(rows, W, c, heads.group)
+    move = compiling.jit(
+        _move_limits, mesh, static_argnames=("shape_cfg",), donate_argnames=("state",)
+    )
+    return move(basis, heads, state, sums, limits, shape_cfg)
+
+
+def _run(rows: Rows, basis, heads, state, limits, shape_cfg, max_passes: int):
+    """(state, passes run) after at most ``max_passes`` passes of ``heads``."""
+    if rows.stacked is None:
+        return _streamed_pass(rows, basis, heads, state, limits, shape_cfg), 1
+    H, q = heads.l2.shape[0], state.theta.shape[1] // (rows.d + 1)
+    state, ran = compiling.call(
+        _run_in_memory,
+        rows.mesh,
+        basis,
+        heads,
+        state,
+        rows.stacked,
+        rows.shift,
+        limits,
+        np.int32(max_passes),
+        quick=rows.n * H * q * rows.d < QUICK_MAX_WORK,
+        static={"shape_cfg": shape_cfg, "centred": rows.in_memory_centred},
+        donate=(2,),
+    )
+    return state, int(ran)
+
+
+def _pass_bound(cfg: lbfgs.Settings) -> int:
+    """Passes after which every head is done (each pass accepts a step or
+    backtracks, and a head stops after max_backtracks in a row)."""
+    return min(int(cfg.max_iter) * (cfg.max_backtracks + 1) + 1, 2**31 - 1)
 
 
 def solve_heads(
@@ -176,28 +219,42 @@ def solve_heads(
       rows: the training rows (with their sets, for cross-validation).
       basis: the change of variables (`jaxsoft.exact.basis`), replicated.
       heads: each head's strength, training set and total weight.
-      theta0: starting points in solver coordinates, (H, P), replicated.
+      theta0: starting points in solver coordinates, (H, P) (NumPy).
       cfg: L-BFGS settings.
-      progress: called after every pass.
+      progress: called after each call of the device loop (at most
+        `PASSES_PER_CALL` passes apart).
 
     Returns:
       The batched `lbfgs.HeadState` (H, ...); ``theta`` holds the solutions.
     """
-    state = _init(theta0, cfg.memory)
+    state = sharding.replicate(lbfgs.init_host(theta0, cfg.memory), rows.mesh)
     shape_cfg, limits = _split_settings(cfg)
-    total, passes, size = theta0.shape[0], 0, theta0.shape[0]
+    total, size = theta0.shape[0], theta0.shape[0]
     logits_per_head = rows.n * (theta0.shape[1] // (rows.d + 1))
+    may_shrink = total > 1 and total * logits_per_head >= SHRINK_MIN_LOGITS
+    looks = may_shrink or progress is not None or rows.stacked is None
+    per_call = PASSES_PER_CALL if looks else _pass_bound(cfg)
+    passes_done = 0
     while True:
-        done = sharding.to_host(state.done)
-        active = np.flatnonzero(~done)
-        if active.size == 0:
-            return state
-        size = _next_size(active.size, size, total, logits_per_head)
-        running = np.arange(total) if size == total else _bucket(active, size)
-        idx = sharding.replicate(running.astype(np.int32), rows.mesh)
-        sums = _pass(rows, basis, heads, state, idx, total)
-        state = _update(basis, heads, state, sums, limits, shape_cfg)
-        passes += 1
+        if passes_done:  # the first call needs no look: every head runs
+            done = sharding.to_host(state.done)
+            active = np.flatnonzero(~done)
+            if active.size == 0:
+                return state
+            if may_shrink:
+                size = min(size, _bucket_size(active.size, total))
+        if size == total:
+            state, ran = _run(rows, basis, heads, state, limits, shape_cfg, per_call)
+        else:
+            idx = sharding.replicate(_bucket(active, size).astype(np.int32), rows.mesh)
+            take = compiling.jit(_take, rows.mesh)
+            sub_heads, sub = take((heads, state), idx)
+            sub, ran = _run(rows, basis, sub_heads, sub, limits, shape_cfg, per_call)
+            state = compiling.jit(_put, rows.mesh, donate_argnums=(0,))(state, sub, idx)
+        passes_done += ran
         if progress is not None:
             iterations = sharding.to_host(state.iterations)
-            progress(Progress(passes, active.size, total, iterations))
+            running = int(np.sum(~sharding.to_host(state.done)))
+            progress(Progress(passes_done, running, total, iterations))
+        if not looks:
+            return state

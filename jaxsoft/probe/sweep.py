@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -137,8 +136,9 @@ def _check_folds(folds: Any, n: int) -> int:
 
 def _pass_heads(problem: engine.Problem, heads: model.Params):
     """Raw heads (H, d, q), (H, q) -> the passes' (W, c_s) on the mesh."""
-    shift = problem.basis.shift
-    return heads.W, heads.b + jnp.einsum("d,hdq->hq", shift, heads.W)
+    W, b = (np.asarray(jax.device_get(a), problem.dtype) for a in heads)
+    c = b + np.einsum("d,hdq->hq", problem.host_basis.shift, W)
+    return sharding.replicate((W, c), problem.rows.mesh)
 
 
 def _refit(s: _Setup, fit: _Fit, l2: float, start: model.Params, cfg, progress):

@@ -12,9 +12,8 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
-from jaxsoft import losses, metrics, model, sharding, validation, weights
+from jaxsoft import compiling, losses, metrics, model, sharding, validation, weights
 from jaxsoft.records import Evaluation
-from jaxsoft.train import _compiling
 
 __all__ = [
     "CALIBRATION_BINS",
@@ -196,7 +195,7 @@ def _compiled_totals(mesh: Mesh) -> Any:
     return jax.jit(
         _totals,
         static_argnames=("mesh", "num_examples", "chunk_size", "top_k"),
-        compiler_options=_compiling.compiler_options(mesh),
+        compiler_options=compiling.compiler_options(mesh),
     )
 
 

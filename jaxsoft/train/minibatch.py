@@ -15,9 +15,9 @@ import optax
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from jaxsoft import metrics, model, objective, sharding, validation, weights
+from jaxsoft import compiling, metrics, model, objective, sharding, validation, weights
 from jaxsoft.records import EpochRecord, TrainState
-from jaxsoft.train import _compiling, evaluation
+from jaxsoft.train import evaluation
 from jaxsoft.train.errors import TrainingDiverged
 from jaxsoft.train.optimizers import init_state, make_optimizer
 
@@ -113,7 +113,7 @@ def _make_epoch_fn(
         )
         return params, opt_state, jnp.mean(objectives), jnp.mean(ces), jnp.mean(accs)
 
-    return jax.jit(epoch, compiler_options=_compiling.compiler_options(mesh))
+    return jax.jit(epoch, compiler_options=compiling.compiler_options(mesh))
 
 
 def _key_words(key: jax.Array) -> list[int]:
