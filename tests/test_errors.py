@@ -49,7 +49,7 @@ def test_every_error_class_is_a_jaxsoft_error():
         "jaxsoft.data.errors.DatasetError",
         "jaxsoft.distributed.LaunchError",
         "jaxsoft.images.ImageError",
-        "jaxsoft.probe.features.ProbeInputError",
+        "jaxsoft.exact.inputs.SolveInputError",
         "jaxsoft.run_folder.RunFolderError",
         "jaxsoft.train.errors.TrainingError",
         "jaxsoft._training_run.RunError",

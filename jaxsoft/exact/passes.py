@@ -310,9 +310,12 @@ def _scan_program(acc, stacked, args, *, chunk_fn, static):
     return scan_chunks(chunk_fn, acc, stacked, *args, **dict(static))
 
 
-def _accumulate(rows: Rows, chunk_fn: Any, acc: Any, *args: Any, **static: Any):
+def _accumulate(
+    rows: Rows, chunk_fn: Any, acc: Any, *args: Any, quick: bool = False, **static: Any
+):
     """``acc`` after ``chunk_fn(acc, chunk, *args, shift, centred=...)`` per chunk:
-    one program for rows in memory, a program per chunk for streamed rows."""
+    one program for rows in memory, a program per chunk for streamed rows
+    (``quick``: compiled with `jaxsoft.compiling`'s quick options)."""
     if rows.stacked is not None:
         static["centred"] = rows.in_memory_centred
         items = tuple(sorted(static.items()))
@@ -322,11 +325,13 @@ def _accumulate(rows: Rows, chunk_fn: Any, acc: Any, *args: Any, **static: Any):
             acc,
             rows.stacked,
             (*args, rows.shift),
-            quick=rows.n * rows.d < QUICK_MAX_ENTRIES,
+            quick=quick,
             static={"chunk_fn": chunk_fn, "static": items},
         )
+    names = ("centred", *static)
+    program = compiling.jit(chunk_fn, rows.mesh, quick=quick, static_argnames=names)
     for chunk in rows.streamed_chunks():
-        acc = chunk_fn(acc, chunk, *args, rows.shift, centred=False, **static)
+        acc = program(acc, chunk, *args, rows.shift, centred=False, **static)
     return acc
 
 
@@ -345,7 +350,8 @@ def moments_pass(rows: Rows, *, diagonal: bool) -> Moments:
     d = rows.d
     second = np.zeros((d,) if diagonal else (d, d), dt)
     acc = sharding.replicate((np.zeros((), dt), np.zeros(d, dt), second), rows.mesh)
-    acc = _accumulate(rows, _moments_chunk, acc, diagonal=diagonal)
+    quick = rows.n * rows.d < QUICK_MAX_ENTRIES
+    acc = _accumulate(rows, _moments_chunk, acc, diagonal=diagonal, quick=quick)
     total, s1, s2 = (np.asarray(sharding.to_host(a), np.float64) for a in acc)
     m1 = s1 / total
     centre = s2 / total - (m1 * m1 if diagonal else np.outer(m1, m1))
@@ -388,7 +394,7 @@ def grad_sums(stacked: Chunk, W, c, group, shift, *, centred: bool):
 
 
 def grad_pass(
-    rows: Rows, W: jax.Array, c: jax.Array, group: jax.Array
+    rows: Rows, W: jax.Array, c: jax.Array, group: jax.Array, *, quick: bool = False
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Weighted cross-entropy sums (H,) and their gradients w.r.t. W, c.
 
@@ -398,7 +404,7 @@ def grad_pass(
     """
     shapes = ((W.shape[0],), W.shape, c.shape)
     zeros = sharding.replicate(tuple(np.zeros(a, W.dtype) for a in shapes), rows.mesh)
-    return _accumulate(rows, _grad_chunk, zeros, W, c, group)
+    return _accumulate(rows, _grad_chunk, zeros, W, c, group, quick=quick)
 
 
 class Scores(NamedTuple):

@@ -166,13 +166,24 @@ def _put(state, sub, idx):
     return jax.tree.map(lambda a, b: a.at[idx].set(b), state, sub)
 
 
+def _quick(rows: Rows, heads: Heads, state: lbfgs.HeadState) -> bool:
+    """Whether the solve's programs are small enough to compile quickly."""
+    H, q = heads.l2.shape[0], state.theta.shape[1] // (rows.d + 1)
+    return rows.n * H * q * rows.d < QUICK_MAX_WORK
+
+
 def _streamed_pass(rows, basis, heads, state, limits, shape_cfg):
-    """One pass and move over streamed rows (one program per chunk)."""
-    mesh = rows.mesh
-    W, c = compiling.jit(_trial_heads, mesh)(basis, heads, state)
-    sums = grad_pass(rows, W, c, heads.group)
+    """One pass and move over streamed rows (one program per chunk), compiled
+    with the options of the in-memory loop: the same sums and moves."""
+    mesh, quick = rows.mesh, _quick(rows, heads, state)
+    W, c = compiling.jit(_trial_heads, mesh, quick=quick)(basis, heads, state)
+    sums = grad_pass(rows, W, c, heads.group, quick=quick)
     move = compiling.jit(
-        _move_limits, mesh, static_argnames=("shape_cfg",), donate_argnames=("state",)
+        _move_limits,
+        mesh,
+        quick=quick,
+        static_argnames=("shape_cfg",),
+        donate_argnames=("state",),
     )
     return move(basis, heads, state, sums, limits, shape_cfg)
 
@@ -181,7 +192,6 @@ def _run(rows: Rows, basis, heads, state, limits, shape_cfg, max_passes: int):
     """(state, passes run) after at most ``max_passes`` passes of ``heads``."""
     if rows.stacked is None:
         return _streamed_pass(rows, basis, heads, state, limits, shape_cfg), 1
-    H, q = heads.l2.shape[0], state.theta.shape[1] // (rows.d + 1)
     state, ran = compiling.call(
         _run_in_memory,
         rows.mesh,
@@ -192,7 +202,7 @@ def _run(rows: Rows, basis, heads, state, limits, shape_cfg, max_passes: int):
         rows.shift,
         limits,
         np.int32(max_passes),
-        quick=rows.n * H * q * rows.d < QUICK_MAX_WORK,
+        quick=_quick(rows, heads, state),
         static={"shape_cfg": shape_cfg, "centred": rows.in_memory_centred},
         donate=(2,),
     )
