@@ -1,0 +1,296 @@
+"""scikit-learn against jaxsoft as a practitioner meets them: fresh processes.
+
+    python benchmarks/bench_practitioner.py [--cases iris,digits,...]
+        [--mnist-dir ../shared/data/mnist]
+
+Every case is fitted by each library in a new Python process, twice: the
+first fit (for jaxsoft, compilation included, with an empty compile cache),
+then the same fit again in the same process (compiled). jaxsoft then runs a
+second new process with the cache its first process filled (a user's next
+session). Each line gives the times, held-out accuracy, scikit-learn's
+time over jaxsoft's (above 1: jaxsoft is faster), and the geometric means.
+
+The MNIST case also prints one data pass of the engine (value and gradient,
+float64) beside one read of X on the device, and the solve program's size
+(HLO instructions) and compile time.
+
+Cases: iris, wine, breast_cancer, digits (``LogisticRegression(max_iter=
+1000)``, features standardised except digits / 16); digits_cv
+(``LogisticRegressionCV(Cs=10, cv=5, max_iter=1000)``); grid_search
+(``GridSearchCV`` over 5 Cs, cv=5, breast_cancer); synthetic_100k (100,000 x
+50, 10 classes); binary_200k (200,000 x 100, 2 classes); mnist (60,000 x 784
+float64, the default C=1.0, ``max_iter=300``; needs the MNIST files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+CASES = (
+    "iris",
+    "wine",
+    "breast_cancer",
+    "digits",
+    "digits_cv",
+    "grid_search",
+    "synthetic_100k",
+    "binary_200k",
+    "mnist",
+)
+EXTRA_CASES = ("mnist_like",)  # 60,000 x 784 synthetic, where MNIST is absent
+MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+
+
+def _idx(path: Path) -> np.ndarray:
+    with gzip.open(path) as f:
+        raw = f.read()
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(raw[3])]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(dims)
+
+
+def load_case(case: str, mnist_dir: Path):
+    """(x_train, y_train, x_test, y_test), float64."""
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    if case == "mnist":
+
+        def images(name):
+            return _idx(mnist_dir / name).reshape(-1, 784).astype(np.float64) / 255
+
+        return (
+            images("train-images-idx3-ubyte.gz"),
+            _idx(mnist_dir / "train-labels-idx1-ubyte.gz").astype(np.int64),
+            images("t10k-images-idx3-ubyte.gz"),
+            _idx(mnist_dir / "t10k-labels-idx1-ubyte.gz").astype(np.int64),
+        )
+    if case in ("synthetic_100k", "binary_200k", "mnist_like"):
+        n, d, q = {
+            "synthetic_100k": (100_000, 50, 10),
+            "binary_200k": (200_000, 100, 2),
+            "mnist_like": (60_000, 784, 10),
+        }[case]
+        x, y = datasets.make_classification(
+            n_samples=n + n // 4, n_features=d, n_informative=d // 2,
+            n_classes=q, n_clusters_per_class=1, random_state=0,
+        )  # fmt: skip
+    else:
+        loader = {
+            "iris": datasets.load_iris,
+            "wine": datasets.load_wine,
+            "breast_cancer": datasets.load_breast_cancer,
+            "grid_search": datasets.load_breast_cancer,
+            "digits": datasets.load_digits,
+            "digits_cv": datasets.load_digits,
+        }[case]
+        x, y = loader(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.2, random_state=0, stratify=y
+    )
+    if case.startswith("digits"):
+        return x_train / 16, y_train, x_test / 16, y_test
+    scaler = StandardScaler().fit(x_train)
+    return scaler.transform(x_train), y_train, scaler.transform(x_test), y_test
+
+
+def make_estimator(case: str, library: str):
+    if library == "jaxsoft":
+        from jaxsoft.linear_model import LogisticRegression, LogisticRegressionCV
+    else:
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    if case == "digits_cv":
+        return LogisticRegressionCV(Cs=10, cv=5, max_iter=1000)
+    if case == "grid_search":
+        from sklearn.model_selection import GridSearchCV
+
+        grid = {"C": np.logspace(-2, 2, 5)}
+        return GridSearchCV(LogisticRegression(max_iter=1000), grid, cv=5)
+    if case in ("mnist", "mnist_like"):
+        return LogisticRegression(max_iter=300)
+    return LogisticRegression(max_iter=1000)
+
+
+def worker(case: str, library: str, mnist_dir: Path) -> dict:
+    """Two fits of the case in this process: their times and accuracy."""
+    x, y, x_test, y_test = load_case(case, mnist_dir)
+    times = []
+    for _ in range(2):
+        est = make_estimator(case, library)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(x, y)
+        times.append(time.perf_counter() - start)
+    fitted = getattr(est, "best_estimator_", est)
+    n_iter = int(np.max(fitted.n_iter_))
+    return {
+        "first": times[0],
+        "again": times[1],
+        "accuracy": float(est.score(x_test, y_test)),
+        "n_iter": n_iter,
+    }
+
+
+def _run_worker(case: str, library: str, mnist_dir: Path, cache: str | None) -> dict:
+    env = dict(os.environ)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env["JAXSOFT_CACHE_DIR"] = cache or ""
+    command = [sys.executable, __file__, "--worker", case, library]
+    command += ["--mnist-dir", str(mnist_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{case} {library} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def engine_figures(case: str, mnist_dir: Path) -> None:
+    """MNIST (or mnist_like) float64: one pass of the engine against one read
+    of X, and the solve program's size and compile time."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxsoft import compiling, sharding
+    from jaxsoft.exact import engine, placement, solver
+    from jaxsoft.exact.passes import Part
+
+    x, y, _, _ = load_case(case, mnist_dir)
+    mesh = sharding.resolve_mesh()
+    problem = engine.prepare(
+        [Part(x, y.astype(np.int32))], 10, mesh=mesh,
+        budget=placement.device_budget(None),
+        chunk_rows=placement.chunk_rows(1, 10, None),
+    )  # fmt: skip
+    rows = problem.rows
+    read = jax.jit(lambda s: jnp.sum(s.x))
+    passes_fn = jax.jit(
+        lambda st, W, c, g, sh: solver.passes.grad_sums(st, W, c, g, sh, centred=True)
+    )
+    W, c = jnp.zeros((1, 784, 10)), jnp.zeros((1, 10))
+    group = jnp.zeros(1, jnp.int32)
+
+    def best(f):
+        jax.block_until_ready(f())
+        t = []
+        for _ in range(5):
+            start = time.perf_counter()
+            jax.block_until_ready(f())
+            t.append(time.perf_counter() - start)
+        return min(t)
+
+    t_read = best(lambda: read(rows.stacked))
+    t_pass = best(lambda: passes_fn(rows.stacked, W, c, group, rows.shift))
+    print(
+        f"{case} float64 on {jax.devices()[0].device_kind}: one pass "
+        f"{t_pass * 1e3:.1f} ms, one read of X {t_read * 1e3:.1f} ms "
+        f"({t_pass / t_read:.1f} reads)"
+    )
+    from sklearn.datasets import load_digits
+
+    xd, yd = load_digits(return_X_y=True)
+    for name, (xs, ys) in {"iris-like": (xd[:150, :4], yd[:150] % 3),
+                           "digits": (xd / 16, yd)}.items():  # fmt: skip
+        captured = {}
+        original = compiling.call
+
+        def spy(fun, mesh, *args, _orig=original, _cap=captured, **kw):
+            if fun is solver._run_in_memory:
+                _cap.update(fun=fun, mesh=mesh, args=args, kw=kw)
+            return _orig(fun, mesh, *args, **kw)
+
+        compiling.call = spy
+        try:
+            engine.solve(xs, ys, [1e-3], rtol=0, gtol=1e-4)
+        finally:
+            compiling.call = original
+        import functools
+
+        fn = functools.partial(captured["fun"], **captured["kw"]["static"])
+        start = time.perf_counter()
+        lowered = jax.jit(fn).lower(*captured["args"])
+        traced = time.perf_counter() - start
+        hlo = lowered.compile(
+            compiler_options=compiling.compiler_options(
+                captured["mesh"], quick=captured["kw"]["quick"]
+            )
+            or None
+        )
+        compiled = time.perf_counter() - start - traced
+        size = sum(
+            line.strip().startswith("%") or " = " in line
+            for line in hlo.as_text().splitlines()
+        )
+        print(
+            f"solve program ({name}): {size} HLO instructions, traced and "
+            f"lowered in {traced:.2f} s, compiled in {compiled:.2f} s"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--mnist-dir", type=Path, default=MNIST_DIR)
+    parser.add_argument("--worker", nargs=2, metavar=("CASE", "LIBRARY"))
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.mnist_dir)))
+        return
+    cases = [c for c in args.cases.split(",") if c]
+    if "mnist" in cases and not (args.mnist_dir / "t10k-images-idx3-ubyte.gz").exists():
+        print(f"MNIST files not found in {args.mnist_dir}: skipping the mnist case")
+        cases.remove("mnist")
+    import jax
+
+    device = jax.devices()[0].device_kind
+    print(f"jax {jax.__version__} on {device}, {os.cpu_count()} cores")
+    header = (
+        f"{'case':15} {'sklearn':>8} {'again':>7} {'jaxsoft':>8} {'again':>7} "
+        f"{'cached':>7} {'first x':>8} {'again x':>8} {'cached x':>8} "
+        f"{'acc sk':>7} {'acc js':>7} {'it sk':>5} {'it js':>5}"
+    )
+    print(header)
+    ratios: dict[str, list[float]] = {"first": [], "again": [], "cached": []}
+    for case in cases:
+        sk = _run_worker(case, "sklearn", args.mnist_dir, None)
+        with tempfile.TemporaryDirectory() as cache:
+            js = _run_worker(case, "jaxsoft", args.mnist_dir, cache)
+            cached = _run_worker(case, "jaxsoft", args.mnist_dir, cache)
+        row = {
+            "first": sk["first"] / js["first"],
+            "again": sk["again"] / js["again"],
+            "cached": sk["first"] / cached["first"],
+        }
+        for key, value in row.items():
+            ratios[key].append(value)
+        print(
+            f"{case:15} {sk['first']:8.3f} {sk['again']:7.3f} {js['first']:8.3f} "
+            f"{js['again']:7.3f} {cached['first']:7.3f} {row['first']:7.2f}x "
+            f"{row['again']:7.2f}x {row['cached']:7.2f}x {sk['accuracy']:7.4f} "
+            f"{js['accuracy']:7.4f} {sk['n_iter']:5d} {js['n_iter']:5d}",
+            flush=True,
+        )
+    geo = {k: math.exp(np.mean(np.log(v))) for k, v in ratios.items() if v}
+    print(
+        "geometric mean (scikit-learn's time / jaxsoft's): "
+        + ", ".join(f"{k} {v:.2f}x" for k, v in geo.items())
+    )
+    for case in ("mnist", "mnist_like"):
+        if case in cases:
+            engine_figures(case, args.mnist_dir)
+
+
+if __name__ == "__main__":
+    main()
