@@ -104,3 +104,15 @@ def test_bench_startup_once() -> None:
     assert all(float(value.split()[0]) > 0 for value in figures.values())
     assert lines[-1].startswith("jaxsoft train / bare: cold ")
     assert lines[-1].endswith("(goal <= 3x)")
+
+
+def test_bench_practitioner_one_case() -> None:
+    """Each library in its own new processes: the iris line and the means."""
+    stdout = _run("bench_practitioner.py", "--cases", "iris")
+    lines = stdout.strip().splitlines()
+    (row,) = [line for line in lines if line.startswith("iris ")]
+    cells = row.split()
+    assert len(cells) == 14 and all(c.endswith("x") for c in cells[6:9]), row
+    assert float(cells[9]) > 0.9 and float(cells[10]) > 0.9  # held-out accuracy
+    assert abs(float(cells[13])) < 1e-3  # jaxsoft's objective is scikit-learn's
+    assert lines[-1].startswith("geometric mean (scikit-learn's time / jaxsoft's)")
