@@ -179,18 +179,21 @@ def run(
     l2: np.ndarray,
     group: np.ndarray,
     count: np.ndarray,
-    theta0: jax.Array,
+    start: jax.Array | lbfgs.HeadState,
     cfg: lbfgs.Settings,
     progress: Callable[[Progress], None] | None = None,
 ) -> lbfgs.HeadState:
-    """Solves heads (H,) with strengths, training sets and total weights."""
+    """Solves heads (H,) with strengths, training sets and total weights, from
+    points (H, P) or on from an earlier run's final states (its memory kept,
+    its iteration counts going on)."""
     mesh, dt = problem.rows.mesh, problem.dtype
     heads = Heads(
         l2=np.asarray(l2, dt), group=np.asarray(group, np.int32), count=count.astype(dt)
     )
     heads = sharding.replicate(heads, mesh)
-    theta0 = np.asarray(sharding.to_host(theta0), dt)
-    return solve_heads(problem.rows, problem.basis, heads, theta0, cfg, progress)
+    if not isinstance(start, lbfgs.HeadState):
+        start = np.asarray(sharding.to_host(start), dt)
+    return solve_heads(problem.rows, problem.basis, heads, start, cfg, progress)
 
 
 def to_params(problem: Problem, theta: jax.Array, l2: np.ndarray) -> model.Params:
@@ -324,9 +327,9 @@ def solve(
       progress: called with a `Progress` after every data pass.
       check_input: validate x, y (pass False only for validated splits).
       polish: (gtol, iterations): after the solve, go on from its solution
-        to this tighter ``gtol`` in at most this many more iterations (within
-        ``max_iter`` in all), on the same placed rows. ``converged`` still
-        reports the first stopping rule.
+        (its L-BFGS memory kept) to this tighter ``gtol`` in at most this
+        many more iterations (within ``max_iter`` in all), on the same placed
+        rows. ``converged`` still reports the first stopping rule.
 
     Returns:
       A `Solution` (NumPy arrays with leading axes (G, L)).
@@ -395,14 +398,18 @@ def solve(
     converged = host(state.converged)
     iterations = iterations + host(state.iterations)
     passes = passes + host(state.evaluations)
-    budget_left = cfg.max_iter - int(host(state.iterations).max())
+    done_iterations = int(host(state.iterations).max())
+    budget_left = cfg.max_iter - done_iterations
     if polish is not None and budget_left > 0:
-        tight = settings(
-            rtol, polish[0], gtol_norm, min(polish[1], budget_left), memory_size
+        limit = done_iterations + min(polish[1], budget_left)
+        tight = settings(rtol, polish[0], gtol_norm, limit, memory_size)
+        before_iterations, before_passes = (
+            host(state.iterations),
+            host(state.evaluations),
         )
-        state = run(problem, l2_all, group, count[group], state.theta, tight, progress)
-        iterations = iterations + host(state.iterations)
-        passes = passes + host(state.evaluations)
+        state = run(problem, l2_all, group, count[group], state, tight, progress)
+        iterations = iterations + host(state.iterations) - before_iterations
+        passes = passes + host(state.evaluations) - before_passes
     params = to_params(problem, state.theta, l2_all)
     return Solution(
         params=model.Params(host(params.W, d, q), host(params.b, q)),

@@ -215,21 +215,35 @@ def _pass_bound(cfg: lbfgs.Settings) -> int:
     return min(int(cfg.max_iter) * (cfg.max_backtracks + 1) + 1, 2**31 - 1)
 
 
+def _going_on(state: lbfgs.HeadState) -> lbfgs.HeadState:
+    """An earlier run's final states, to go on with tighter limits: heads
+    that stopped converged run again from their point, along the direction
+    already computed there (heads that stalled stay done)."""
+    state = jax.tree.map(lambda a: np.array(sharding.to_host(a)), state)
+    again = state.converged
+    return state._replace(
+        done=state.done & ~again,
+        converged=np.zeros_like(again),
+        step=np.where(again, np.ones_like(state.step), state.step),
+    )
+
+
 def solve_heads(
     rows: Rows,
     basis: basis_lib.Basis,
     heads: Heads,
-    theta0: jax.Array,
+    start: np.ndarray | lbfgs.HeadState,
     cfg: lbfgs.Settings,
     progress: Callable[[Progress], None] | None = None,
 ) -> lbfgs.HeadState:
-    """Solves every head from ``theta0`` (H, P); returns the final states.
+    """Solves every head from ``start``; returns the final states.
 
     Args:
       rows: the training rows (with their sets, for cross-validation).
       basis: the change of variables (`jaxsoft.exact.basis`), replicated.
       heads: each head's strength, training set and total weight.
-      theta0: starting points in solver coordinates, (H, P) (NumPy).
+      start: starting points in solver coordinates, (H, P) (NumPy), or an
+        earlier run's final states to go on from (`_going_on`).
       cfg: L-BFGS settings.
       progress: called after each call of the device loop (at most
         `PASSES_PER_CALL` passes apart).
@@ -237,10 +251,15 @@ def solve_heads(
     Returns:
       The batched `lbfgs.HeadState` (H, ...); ``theta`` holds the solutions.
     """
-    state = sharding.replicate(lbfgs.init_host(theta0, cfg.memory), rows.mesh)
+    if isinstance(start, lbfgs.HeadState):
+        state = _going_on(start)
+    else:
+        state = lbfgs.init_host(start, cfg.memory)
+    state = sharding.replicate(state, rows.mesh)
     shape_cfg, limits = _split_settings(cfg)
-    total, size = theta0.shape[0], theta0.shape[0]
-    logits_per_head = rows.n * (theta0.shape[1] // (rows.d + 1))
+    total, size = state.theta.shape
+    logits_per_head = rows.n * (size // (rows.d + 1))
+    size = total
     may_shrink = total > 1 and total * logits_per_head >= SHRINK_MIN_LOGITS
     looks = may_shrink or progress is not None or rows.stacked is None
     per_call = PASSES_PER_CALL if looks else _pass_bound(cfg)
