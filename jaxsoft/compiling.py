@@ -86,7 +86,7 @@ def jit(fun: Any, mesh: Mesh, *, quick: bool = False, **settings: Any) -> Any:
 # cost a small fit more than the fit itself: 0.2 s of the 0.26 s of an iris
 # fit in a new process).
 EXECUTABLES_FOLDER = "executables"
-_executables: dict[str, Any] = {}
+_executables: dict[tuple, Any] = {}
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,30 +100,45 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def _leaf_signature(leaf: Any) -> str:
+def _leaf_signature(leaf: Any) -> tuple:
     if isinstance(leaf, jax.Array):
-        layout = leaf.sharding
-        spec = getattr(layout, "spec", None)
-        return f"{leaf.shape}{leaf.dtype}{leaf.weak_type}{spec}"
+        spec = getattr(leaf.sharding, "spec", None)
+        return (leaf.shape, leaf.dtype, leaf.weak_type, spec)
     if isinstance(leaf, (np.ndarray, np.generic)):
-        return f"np{leaf.shape}{leaf.dtype}"
-    return type(leaf).__name__  # a Python scalar (a weakly typed value)
+        return ("np", leaf.shape, leaf.dtype)
+    return (type(leaf),)  # a Python scalar (a weakly typed value)
 
 
-def _key(fun: Any, mesh: Mesh, options: dict, static: dict, args: tuple) -> str:
+def _signature(fun: Any, mesh: Mesh, options: dict, static: dict, args: tuple):
+    """Everything the program depends on in this process (hashable)."""
     leaves, tree = jax.tree.flatten(args)
+    return (
+        fun,
+        tuple(sorted(options.items())),
+        tuple(sorted(static.items())),
+        tree,
+        tuple(_leaf_signature(leaf) for leaf in leaves),
+        mesh.shape_tuple,
+        tuple(mesh.devices.flat),
+        jax.config.jax_enable_x64,
+    )
+
+
+def _key(signature: tuple) -> str:
+    """The signature as a file name, with the versions and jaxsoft's source."""
+    fun, options, static, tree, leaves, shape, devices, x64 = signature
     parts = [
         jax.__version__,
         jaxlib.__version__,
         _code_digest(),
         f"{fun.__module__}.{fun.__qualname__}",
-        repr(sorted(options.items())),
-        repr(sorted(static.items())),
+        repr(options),
+        repr(static),
         str(tree),
-        ";".join(_leaf_signature(leaf) for leaf in leaves),
-        repr(mesh.shape),
-        repr([(d.platform, d.device_kind, d.id) for d in mesh.devices.flat]),
-        str(jax.config.jax_enable_x64),
+        repr(leaves),
+        repr(shape),
+        repr([(d.platform, d.device_kind, d.id) for d in devices]),
+        str(x64),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -201,14 +216,15 @@ def call(
     """
     static = static or {}
     options = _wanted(mesh, quick)
-    key = _key(fun, mesh, options, static, args)
-    executable = _executables.get(key)
+    signature = _signature(fun, mesh, options, static, args)
+    executable = _executables.get(signature)
     if executable is None:
+        key = _key(signature)
         executable = _load(key)
         if executable is None:
             executable = _compile(fun, static, donate, options, args)
             _save(key, executable)
-        _executables[key] = executable
+        _executables[signature] = executable
     return executable(*args)
 
 

@@ -151,9 +151,34 @@ def _replicate_leaf(leaf: Any, sharding: NamedSharding) -> Any:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Every array leaf of ``tree`` as a full copy on each device of the mesh."""
+    """Every array leaf of ``tree`` as a full copy on each device of the mesh.
+
+    In one process the host arrays go over in one batched transfer; in
+    several, each process hands over its copy for its own devices.
+    """
     sharding = replicated(mesh)
-    return jax.tree.map(lambda leaf: _replicate_leaf(leaf, sharding), tree)
+    if jax.process_count() > 1:
+        return jax.tree.map(lambda leaf: _replicate_leaf(leaf, sharding), tree)
+    leaves, treedef = jax.tree.flatten(tree)
+    plain = [
+        i
+        for i, leaf in enumerate(leaves)
+        if not isinstance(leaf, jax.Array) or leaf.sharding != sharding
+    ]
+    keys = [i for i in plain if _is_key(leaves[i])]
+    for i in keys:
+        leaves[i] = _replicate_leaf(leaves[i], sharding)
+    moving = [i for i in plain if i not in keys]
+    placed = jax.device_put([leaves[i] for i in moving], sharding)
+    for i, leaf in zip(moving, placed, strict=True):
+        leaves[i] = leaf
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def _is_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(
+        leaf.dtype, jax.dtypes.prng_key
+    )
 
 
 def to_host(a: jax.Array) -> np.ndarray:

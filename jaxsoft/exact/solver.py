@@ -219,12 +219,11 @@ def _going_on(state: lbfgs.HeadState) -> lbfgs.HeadState:
     """An earlier run's final states, to go on with tighter limits: heads
     that stopped converged run again from their point, along the direction
     already computed there (heads that stalled stay done)."""
-    state = jax.tree.map(lambda a: np.array(sharding.to_host(a)), state)
     again = state.converged
     return state._replace(
         done=state.done & ~again,
-        converged=np.zeros_like(again),
-        step=np.where(again, np.ones_like(state.step), state.step),
+        converged=jnp.zeros_like(again),
+        step=jnp.where(again, jnp.ones_like(state.step), state.step),
     )
 
 
@@ -252,10 +251,9 @@ def solve_heads(
       The batched `lbfgs.HeadState` (H, ...); ``theta`` holds the solutions.
     """
     if isinstance(start, lbfgs.HeadState):
-        state = _going_on(start)
+        state = compiling.call(_going_on, rows.mesh, start, quick=True)
     else:
-        state = lbfgs.init_host(start, cfg.memory)
-    state = sharding.replicate(state, rows.mesh)
+        state = sharding.replicate(lbfgs.init_host(start, cfg.memory), rows.mesh)
     shape_cfg, limits = _split_settings(cfg)
     total, size = state.theta.shape
     logits_per_head = rows.n * (size // (rows.d + 1))
