@@ -91,12 +91,14 @@ _executables: dict[tuple, Any] = {}
 
 @functools.lru_cache(maxsize=1)
 def _code_digest() -> str:
-    """A digest of jaxsoft's source: executables of other code are not reused."""
+    """A digest of jaxsoft's source files (each one's path, size and time of
+    change): executables of other code are not reused."""
     root = Path(__file__).parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
+        info = path.stat()
+        stamp = f"{path.relative_to(root).as_posix()}:{info.st_size}:{info.st_mtime_ns}"
+        digest.update(stamp.encode())
     return digest.hexdigest()
 
 

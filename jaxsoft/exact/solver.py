@@ -135,11 +135,26 @@ def _with_limits(shape_cfg: lbfgs.Settings, limits) -> lbfgs.Settings:
 
 
 def _run_in_memory(
-    basis, heads, state, stacked, shift, limits, max_passes, *, shape_cfg, centred
+    basis,
+    heads,
+    state,
+    stacked,
+    shift,
+    limits,
+    max_passes,
+    going_on,
+    *,
+    shape_cfg,
+    centred,
 ):
     """Up to ``max_passes`` passes and moves of every head, on the device;
-    stops early once every head is done. Returns (state, passes run)."""
+    stops early once every head is done. With ``going_on`` (a traced bool),
+    ``state`` is an earlier run's end, taken on with these limits
+    (`_going_on`). Returns (state, passes run)."""
     cfg = _with_limits(shape_cfg, limits)
+    state = jax.tree.map(
+        lambda new, old: jnp.where(going_on, new, old), _going_on(state), state
+    )
 
     def running(carry):
         state, k = carry
@@ -188,9 +203,21 @@ def _streamed_pass(rows, basis, heads, state, limits, shape_cfg):
     return move(basis, heads, state, sums, limits, shape_cfg)
 
 
-def _run(rows: Rows, basis, heads, state, limits, shape_cfg, max_passes: int):
-    """(state, passes run) after at most ``max_passes`` passes of ``heads``."""
+def _run(
+    rows: Rows,
+    basis,
+    heads,
+    state,
+    limits,
+    shape_cfg,
+    max_passes: int,
+    going_on: bool = False,
+):
+    """(state, passes run) after at most ``max_passes`` passes of ``heads``
+    (``going_on``: from an earlier run's end, `_going_on`)."""
     if rows.stacked is None:
+        if going_on:
+            state = compiling.jit(_going_on, rows.mesh, quick=True)(state)
         return _streamed_pass(rows, basis, heads, state, limits, shape_cfg), 1
     state, ran = compiling.call(
         _run_in_memory,
@@ -202,6 +229,7 @@ def _run(rows: Rows, basis, heads, state, limits, shape_cfg, max_passes: int):
         rows.shift,
         limits,
         np.int32(max_passes),
+        np.bool_(going_on),
         quick=_quick(rows, heads, state),
         static={"shape_cfg": shape_cfg, "centred": rows.in_memory_centred},
         donate=(2,),
@@ -250,8 +278,9 @@ def solve_heads(
     Returns:
       The batched `lbfgs.HeadState` (H, ...); ``theta`` holds the solutions.
     """
-    if isinstance(start, lbfgs.HeadState):
-        state = compiling.call(_going_on, rows.mesh, start, quick=True)
+    going_on = isinstance(start, lbfgs.HeadState)
+    if going_on:
+        state = start
     else:
         state = sharding.replicate(lbfgs.init_host(start, cfg.memory), rows.mesh)
     shape_cfg, limits = _split_settings(cfg)
@@ -271,7 +300,10 @@ def solve_heads(
             if may_shrink:
                 size = min(size, _bucket_size(active.size, total))
         if size == total:
-            state, ran = _run(rows, basis, heads, state, limits, shape_cfg, per_call)
+            state, ran = _run(
+                rows, basis, heads, state, limits, shape_cfg, per_call, going_on
+            )
+            going_on = False
         else:
             idx = sharding.replicate(_bucket(active, size).astype(np.int32), rows.mesh)
             take = compiling.jit(_take, rows.mesh)
