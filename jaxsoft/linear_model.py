@@ -157,6 +157,9 @@ def _solve(X, codes, sw, l2s, q, *, tol, max_iter, fit_intercept, mesh, **kw):
         max_iter=int(max_iter),
         fit_intercept=bool(fit_intercept),
         mesh=mesh,
+        # scikit-learn's validate_data has checked X (2-D, finite, float) and
+        # the labels are codes in [0, q): the engine need not read X again.
+        check_input=False,
         **kw,
     )
     heads = np.size(l2s)
