@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import pickle
+import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -126,16 +127,41 @@ def _signature(fun: Any, mesh: Mesh, options: dict, static: dict, args: tuple):
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _host_digest() -> str:
+    """The host's processor and its instruction sets: an executable compiled
+    for one CPU may not run on another that shares the cache folder."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line for line in info if line.startswith("flags")), "")
+    except OSError:
+        pass
+    return f"{platform.machine()}:{platform.processor()}:{flags}"
+
+
+def _stable(value: Any) -> str:
+    """``repr`` that is the same in every process: functions by name."""
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return "(" + ", ".join(_stable(item) for item in value) + ")"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
 def _key(signature: tuple) -> str:
-    """The signature as a file name, with the versions and jaxsoft's source."""
+    """The signature as a file name, with the versions, jaxsoft's source and
+    the host's processor."""
     fun, options, static, tree, leaves, shape, devices, x64 = signature
     parts = [
         jax.__version__,
         jaxlib.__version__,
         _code_digest(),
-        f"{fun.__module__}.{fun.__qualname__}",
+        _host_digest(),
+        devices[0].client.platform_version,
+        _stable(fun),
         repr(options),
-        repr(static),
+        _stable(static),
         str(tree),
         repr(leaves),
         repr(shape),

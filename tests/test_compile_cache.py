@@ -51,3 +51,53 @@ def test_an_empty_environment_variable_turns_it_off(tmp_path):
     assert _run("-", "") == "None"
     assert _run("-", str(tmp_path / "env")) == str(tmp_path / "env")
     assert any((tmp_path / "env").iterdir())
+
+
+_FIT = """
+import json
+import numpy as np
+from sklearn.datasets import load_iris
+from jaxsoft import compiling
+from jaxsoft.linear_model import LogisticRegression
+
+compiled = []
+original = compiling._compile
+def counted(fun, *args):
+    compiled.append(fun.__name__)
+    return original(fun, *args)
+compiling._compile = counted
+X, y = load_iris(return_X_y=True)
+model = LogisticRegression(max_iter=1000).fit(X, y)
+print(json.dumps({"compiled": compiled, "coef": model.coef_.tolist()}))
+"""
+
+
+def _fit(cache: Path) -> dict:
+    import json
+
+    done = run_python("-c", _FIT, env={"JAX_COMPILATION_CACHE_DIR": None,
+                                      CACHE_ENV: str(cache)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_estimators_cache_by_default_and_a_later_process_compiles_nothing(
+    tmp_path,
+):
+    cache = tmp_path / "xla"
+    first = _fit(cache)
+    assert "_run_in_memory" in first["compiled"]
+    assert any((cache / "executables").iterdir())  # kept whole, beside JAX's
+    again = _fit(cache)
+    assert again["compiled"] == []  # loaded: neither traced nor compiled
+    assert again["coef"] == first["coef"]  # the same program, the same fit
+
+
+def test_a_damaged_executable_is_compiled_again(tmp_path):
+    cache = tmp_path / "xla"
+    first = _fit(cache)
+    for path in (cache / "executables").iterdir():
+        path.write_bytes(b"not an executable")
+    again = _fit(cache)
+    assert "_run_in_memory" in again["compiled"]
+    assert again["coef"] == first["coef"]
