@@ -503,6 +503,14 @@ class LogisticRegressionCV(_Probabilities):
         scores = np.zeros(coefs.shape[:2])
         for g, (_, test) in enumerate(folds):
             kw = {} if weights is None else {"sample_weight": weights[test]}
+            if self.scoring is None:  # accuracy, as `score`, without its checks
+                codes = np.searchsorted(self.classes_, y[test])
+                for i in range(coefs.shape[1]):
+                    z = X[test] @ coefs[g, i].T + intercepts[g, i]
+                    predicted = (z[:, 0] > 0) if z.shape[1] == 1 else z.argmax(1)
+                    scores[g, i] = np.average(predicted == codes, weights=kw.get(
+                        "sample_weight"))  # fmt: skip
+                continue
             for i in range(coefs.shape[1]):
                 model.coef_, model.intercept_ = coefs[g, i], intercepts[g, i]
                 scores[g, i] = score(model, X[test], y[test], **kw)

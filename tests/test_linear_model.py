@@ -258,6 +258,23 @@ def test_cv_chooses_scikit_learns_c_with_its_attributes(name):
     assert got <= sk_objective(ref.coef_, ref.intercept_, X, y, C) + 1e-9
 
 
+@pytest.mark.parametrize("name", ["iris", "breast_cancer"])
+def test_cv_default_scores_are_scikit_learns_accuracy_scorer(name):
+    """The default scoring (accuracy, computed directly) against scikit-learn's
+    own "accuracy" scorer on the same fold fits, with sample weights."""
+    from jaxsoft.linear_model import LogisticRegressionCV
+
+    X, y = _data(name)
+    weights = np.random.default_rng(0).uniform(0.2, 3.0, len(y))
+    kw = dict(Cs=4, cv=3, max_iter=1000, use_legacy_attributes=False)
+    default = LogisticRegressionCV(**kw).fit(X, y, sample_weight=weights)
+    scorer = LogisticRegressionCV(scoring="accuracy", **kw)
+    scorer.fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(default.coefs_paths_, scorer.coefs_paths_)
+    np.testing.assert_allclose(default.scores_, scorer.scores_, rtol=1e-12)
+    assert default.C_ == scorer.C_
+
+
 def test_cv_fold_paths_are_each_folds_optimum():
     """Each (fold, C) path entry minimises scikit-learn's objective on that fold."""
     from sklearn.model_selection import StratifiedKFold
