@@ -1,6 +1,7 @@
 """jaxsoft.linear_model.LogisticRegression against scikit-learn's lbfgs fit."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from scipy.special import log_softmax, logsumexp
 from sklearn import datasets
 from sklearn import linear_model as sk
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -50,11 +52,20 @@ def sk_objective(coef, intercept, X, y, C, s=None):
 def test_agrees_with_scikit_learn(name, C):
     X, y = _data(name)
     ref = sk.LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(X, y)
-    ours = LogisticRegression(C=C).fit(X, y)
+    # With room for its float64 polish, jaxsoft reaches the optimum itself.
+    ours = LogisticRegression(C=C, max_iter=1000).fit(X, y)
     f_ref = sk_objective(ref.coef_, ref.intercept_, X, y, C)
     f_ours = sk_objective(ours.coef_, ours.intercept_, X, y, C)
     assert abs(f_ours - f_ref) <= 1e-6 * abs(f_ref)
-    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-4)
+    exact = ref.predict_proba(X)
+    np.testing.assert_allclose(ours.predict_proba(X), exact, atol=1e-5)
+    # With the defaults (tol=1e-4, max_iter=100), at least as close to it as
+    # scikit-learn's own default fit.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = sk.LogisticRegression(C=C).fit(X, y).predict_proba(X)
+    default = LogisticRegression(C=C).fit(X, y).predict_proba(X)
+    assert np.abs(default - exact).max() <= np.abs(theirs - exact).max() + 1e-9
     assert ours.coef_.shape == ref.coef_.shape
     assert ours.intercept_.shape == ref.intercept_.shape
     assert ours.decision_function(X).shape == ref.decision_function(X).shape

@@ -247,14 +247,15 @@ ROUGH_RTOL = 1e-6
 
 
 def _rough_problem(
-    problem: Problem, parts: Sequence[Part], budget: int, chunk: int
+    problem: Problem, parts: Sequence[Part], budget: int, chunk: int, heads: int
 ) -> Problem | None:
-    """The float32 copy of a large float64 problem (same basis), or None."""
+    """The float32 copy of a float64 problem whose pass is large (same basis),
+    or None."""
     rows = problem.rows
     if problem.dtype != np.float64 or rows.stacked is None:
         return None
     q = problem.num_classes
-    if rows.n * rows.d * q < ROUGH_MIN_WORK:
+    if rows.n * rows.d * q * heads < ROUGH_MIN_WORK:
         return None
     float32_bytes = sum(placement.device_bytes(p.x, np.float32) for p in parts)
     if float32_bytes // sharding.num_shards(rows.mesh) > budget // 2:
@@ -385,7 +386,7 @@ def solve(
         return sharding.to_host(a).reshape(G, L, *shape)
 
     iterations = passes = np.zeros((G, L), np.int32)
-    rough = _rough_problem(problem, parts, budget, chunk)
+    rough = _rough_problem(problem, parts, budget, chunk, G * L)
     if rough is not None:  # most iterations in float32, then on in float64
         rough_cfg = cfg._replace(rtol=max(cfg.rtol, ROUGH_RTOL))
         state = run(rough, l2_all, group, count[group], theta0, rough_cfg, progress)

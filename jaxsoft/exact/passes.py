@@ -88,13 +88,14 @@ def sample_mean(parts: Sequence[Part], rows: int = 4096) -> np.ndarray:
 
 
 def bucket(count: int, per_octave: int = 16) -> int:
-    """``count`` rounded up to one of ``per_octave`` sizes between successive
-    powers of two (16: at most 1/16 more; sizes below 32 are kept).
+    """``count`` rounded up to one of ``per_octave`` sizes (a power of two)
+    in each octave (2^(b-1), 2^b]: at most 1/per_octave more; counts up to
+    2 per_octave are kept.
 
     Rows, and chunks of rows, are padded to these sizes (with weight 0), so
     that problems of nearby sizes share compiled programs.
     """
-    step = 1 << max(0, (count - 1).bit_length() - per_octave.bit_length() + 1)
+    step = 1 << max(0, (count - 1).bit_length() - per_octave.bit_length())
     return -(-count // step) * step
 
 

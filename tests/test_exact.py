@@ -1,0 +1,83 @@
+"""jaxsoft.exact: one compiled program per solve, shared by nearby shapes; the
+float32-first path of large float64 solves reaches the float64 optimum."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from jaxsoft import compiling
+from jaxsoft.exact import engine, passes, solve, solver
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return x / 16.0, y.astype(np.int32)
+
+
+def _solve_programs() -> set:
+    return {key for key in compiling._executables if key[0] is solver._run_in_memory}
+
+
+@pytest.mark.parametrize("n", [17, 33, 150, 1000, 1797, 60000])
+def test_row_counts_round_up_to_one_of_16_sizes_an_octave(n):
+    size = passes.bucket(n)
+    assert n <= size <= n * (1 + 1 / 16)
+    top = 1 << (n - 1).bit_length()  # n's octave is (top / 2, top]
+    sizes = {passes.bucket(m) for m in range(top // 2 + 1, top + 1)}
+    assert len(sizes) <= 16 and max(sizes) == top
+
+
+def test_nearby_row_counts_share_one_compiled_solve(digits):
+    x, y = digits
+    solve(x[:1000], y[:1000], [1e-3], max_iter=5)
+    before = _solve_programs()
+    sol = solve(x[:1010], y[:1010], [1e-3], max_iter=5)  # the same bucket
+    assert _solve_programs() == before
+    assert sol.iterations.max() == 5
+
+
+def test_the_solve_loop_is_one_call_of_the_device(digits, monkeypatch):
+    """A small solve runs all its passes in one call of the compiled loop."""
+    calls: list[int] = []
+    run = solver._run
+
+    def counted(*args, **kwargs):
+        state, ran = run(*args, **kwargs)
+        calls.append(ran)
+        return state, ran
+
+    monkeypatch.setattr(solver, "_run", counted)
+    x, y = digits
+    sol = solve(x, y, [1e-4, 1e-2], gtol=1e-5, rtol=0.0, max_iter=500)
+    assert len(calls) == 1
+    assert calls[0] == sol.passes.max() > 10
+
+
+def test_float32_first_reaches_the_float64_optimum(digits, monkeypatch):
+    """With the float32 stage forced on, a float64 solve ends at the optimum
+    of the float64 solve alone (its gradient test decided in float64)."""
+    x, y = digits
+    dtypes: list[np.dtype] = []
+    run = engine.run
+
+    def spy(problem, *args, **kwargs):
+        dtypes.append(problem.dtype)
+        return run(problem, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run", spy)
+    kw = dict(gtol=1e-9, rtol=0.0, max_iter=2000)
+    with jax.enable_x64(True):
+        plain = solve(x, y, [1e-3], **kw)
+        assert dtypes == [np.float64]
+        monkeypatch.setattr(engine, "ROUGH_MIN_WORK", 0)
+        dtypes.clear()
+        mixed = solve(x, y, [1e-3], **kw)
+    assert dtypes == [np.float32, np.float64]
+    assert mixed.converged.all() and plain.converged.all()
+    assert mixed.grad_norm.max() <= 1e-9
+    np.testing.assert_allclose(mixed.objective, plain.objective, rtol=1e-12)
+    np.testing.assert_allclose(mixed.params.W, plain.params.W, atol=1e-6)
