@@ -1,10 +1,10 @@
 """XLA compiler options for jaxsoft's compiled programs, by platform.
 
 On the CPU, XLA's loop emitters compile the epoch, the evaluation and the
-exact engine's solve about twice as fast as its newer fusion emitters (0.23 s
-against 0.33 s for an MNIST epoch, 0.31 s against 0.62 s for the solve, on
-this project's 2-core CPU) and run them as fast. Compiling is most of a
-short run, so jaxsoft asks for them there.
+exact engine's solve faster than its newer fusion emitters (0.23 s against
+0.33 s for an MNIST epoch; for the solve, `benchmarks/bench_practitioner.py`
+prints both) and run them as fast. Compiling is most of a short run, so
+jaxsoft asks for them there.
 The results are the same up to float summation order (the emitters order some
 reductions differently; `tests/test_train.py` compares the two). Other
 platforms, and an XLA that no longer knows the option, get XLA's defaults.
@@ -27,7 +27,7 @@ import numpy as np
 from jax.experimental import serialize_executable
 from jax.sharding import Mesh
 
-__all__ = ["CPU_OPTIONS", "call", "compiler_options", "jit"]
+__all__ = ["CPU_OPTIONS", "QUICK_MAX_WORK", "call", "compiler_options", "jit", "quick"]
 
 CPU_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 
@@ -35,10 +35,20 @@ QUICK_CPU_OPTIONS: dict[str, Any] = {
     "xla_backend_optimization_level": 0,
     "xla_llvm_disable_expensive_passes": True,
 }
-"""Added for small programs (``quick=True``), where compiling is all of the
-time: the exact engine's solve of a small table compiles in 0.19 s instead of
-0.31 s. LLVM then optimises the element-wise code less, which costs large
-passes time (MNIST with 8 heads: 0.52 s a pass instead of 0.36 s)."""
+"""Added for small programs (``quick=True``, `quick`), where compiling is
+most of the time (`benchmarks/bench_practitioner.py` prints the solve's
+compile time with and without them). LLVM then optimises the element-wise
+code and XLA's own small matrix products less, so the program runs more
+slowly: worth it only where the work is small."""
+
+QUICK_MAX_WORK = 1 << 21
+"""Programs whose pass does less work than this (rows x heads x classes x
+features) are compiled with the quick options."""
+
+
+def quick(work: int) -> bool:
+    """Whether a program of this much work per pass is compiled quickly."""
+    return work < QUICK_MAX_WORK
 
 
 @functools.lru_cache(maxsize=4)

@@ -508,8 +508,8 @@ class LogisticRegressionCV(_Probabilities):
                 for i in range(coefs.shape[1]):
                     z = X[test] @ coefs[g, i].T + intercepts[g, i]
                     predicted = (z[:, 0] > 0) if z.shape[1] == 1 else z.argmax(1)
-                    scores[g, i] = np.average(predicted == codes, weights=kw.get(
-                        "sample_weight"))  # fmt: skip
+                    hits = predicted == codes
+                    scores[g, i] = np.average(hits, weights=kw.get("sample_weight"))
                 continue
             for i in range(coefs.shape[1]):
                 model.coef_, model.intercept_ = coefs[g, i], intercepts[g, i]

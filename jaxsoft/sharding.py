@@ -140,11 +140,21 @@ def place_split(x: Any, y: Any, mesh: Mesh) -> ShardedSplit:
     )
 
 
+def _is_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(
+        leaf.dtype, jax.dtypes.prng_key
+    )
+
+
+def _is_placed(leaf: Any, sharding: NamedSharding) -> bool:
+    return isinstance(leaf, jax.Array) and leaf.sharding == sharding
+
+
 def _replicate_leaf(leaf: Any, sharding: NamedSharding) -> Any:
-    if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+    if _is_key(leaf):
         data = _replicate_leaf(jax.random.key_data(leaf), sharding)
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
-    if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+    if _is_placed(leaf, sharding):
         return leaf
     host = np.asarray(leaf)  # small (parameters, optimizer state)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
@@ -157,27 +167,22 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     several, each process hands over its copy for its own devices.
     """
     sharding = replicated(mesh)
-    if jax.process_count() > 1:
-        return jax.tree.map(lambda leaf: _replicate_leaf(leaf, sharding), tree)
     leaves, treedef = jax.tree.flatten(tree)
-    plain = [
-        i
-        for i, leaf in enumerate(leaves)
-        if not isinstance(leaf, jax.Array) or leaf.sharding != sharding
-    ]
-    keys = [i for i in plain if _is_key(leaves[i])]
-    for i in keys:
-        leaves[i] = _replicate_leaf(leaves[i], sharding)
-    moving = [i for i in plain if i not in keys]
-    placed = jax.device_put([leaves[i] for i in moving], sharding)
-    for i, leaf in zip(moving, placed, strict=True):
-        leaves[i] = leaf
-    return jax.tree.unflatten(treedef, leaves)
-
-
-def _is_key(leaf: Any) -> bool:
-    return isinstance(leaf, jax.Array) and jnp.issubdtype(
-        leaf.dtype, jax.dtypes.prng_key
+    moving = []
+    if jax.process_count() == 1:
+        moving = [
+            i
+            for i, leaf in enumerate(leaves)
+            if not _is_key(leaf) and not _is_placed(leaf, sharding)
+        ]
+    moved = jax.device_put([leaves[i] for i in moving], sharding)
+    placed = dict(zip(moving, moved, strict=True))
+    return jax.tree.unflatten(
+        treedef,
+        [
+            placed[i] if i in placed else _replicate_leaf(leaf, sharding)
+            for i, leaf in enumerate(leaves)
+        ],
     )
 
 

@@ -108,36 +108,8 @@ def scales(basis: Basis, l2: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jax.lax.rsqrt(basis.alpha * basis.lam + l2), jax.lax.rsqrt(basis.alpha)
 
 
-def _rotate(basis: Basis, a: jax.Array) -> jax.Array:
-    return a if basis.V is None else basis.V @ a
-
-
 def _unrotate(basis: Basis, a: jax.Array) -> jax.Array:
     return a if basis.V is None else basis.V.T @ a
-
-
-def to_weights_host(basis: Basis, theta: np.ndarray, l2: np.ndarray) -> model.Params:
-    """`to_weights` for every head of ``theta`` (H, P), ``l2`` (H,), in NumPy
-    with the basis on the host: W (H, d, q), b (H, q)."""
-    D, dc = scales(basis, np.asarray(l2)[:, None])  # (H, d)
-    U, cc = split(basis, np.asarray(theta))
-    W = D[..., None] * U
-    if basis.V is not None:
-        W = np.einsum("ij,hjq->hiq", basis.V, W)
-    return model.Params(W=W, b=basis.intercept * dc * cc - basis.mu @ W)
-
-
-def from_params_host(basis: Basis, params: model.Params, l2: np.ndarray) -> np.ndarray:
-    """`from_params` for every head, W (H, d, q), b (H, q), ``l2`` (H,), in
-    NumPy with the basis on the host: theta (H, P)."""
-    D, dc = scales(basis, np.asarray(l2)[:, None])
-    W = np.asarray(params.W, basis.lam.dtype)
-    if basis.V is not None:
-        W = np.einsum("ji,hjq->hiq", basis.V, W)
-    U = W / D[..., None]
-    b = np.asarray(params.b, W.dtype) + basis.mu @ np.asarray(params.W, W.dtype)
-    cc = basis.intercept * b / dc
-    return np.concatenate([U.reshape(len(U), -1), cc], axis=1)
 
 
 def split(basis: Basis, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -148,11 +120,17 @@ def split(basis: Basis, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def to_weights(basis: Basis, theta: jax.Array, l2: jax.Array) -> model.Params:
-    """Solver coordinates -> `Params` (W (d, q), b (q,)) on the raw features."""
-    D, dc = scales(basis, l2)
+    """Solver coordinates theta (..., d q + q), strengths l2 (...) -> `Params`
+    W (..., d, q), b (..., q) on the raw features. Traceable; with a NumPy
+    basis and NumPy arrays it runs in NumPy (on the host, nothing compiled)."""
+    xp = _xp(theta)
+    D, dc = scales(basis, l2[..., None])
     U, cc = split(basis, theta)
-    W = _rotate(basis, D[:, None] * U)
-    return model.Params(W=W, b=basis.intercept * dc * cc - basis.mu @ W)
+    W = D[..., None] * U
+    if basis.V is not None:
+        W = xp.einsum("ij,...jq->...iq", basis.V, W)
+    b = basis.intercept * dc * cc - xp.einsum("i,...iq->...q", basis.mu, W)
+    return model.Params(W=W, b=b)
 
 
 def to_pass(
@@ -201,9 +179,14 @@ def raw_grad_norms(
 
 
 def from_params(basis: Basis, params: model.Params, l2: jax.Array) -> jax.Array:
-    """`Params` on the raw features -> flat solver coordinates."""
-    D, dc = scales(basis, l2)
-    W = jnp.asarray(params.W, basis.lam.dtype)
-    U = _unrotate(basis, W) / D[:, None]
-    cc = basis.intercept * (jnp.asarray(params.b, W.dtype) + basis.mu @ W) / dc
-    return jnp.concatenate([U.ravel(), cc])
+    """`Params` W (..., d, q), b (..., q) on the raw features, strengths l2
+    (...) -> flat solver coordinates (..., d q + q); NumPy for NumPy inputs."""
+    xp = _xp(basis.lam)
+    D, dc = scales(basis, xp.asarray(l2)[..., None])
+    W = xp.asarray(params.W, basis.lam.dtype)
+    b = xp.asarray(params.b, W.dtype) + xp.einsum("i,...iq->...q", basis.mu, W)
+    if basis.V is not None:
+        W = xp.einsum("ji,...jq->...iq", basis.V, W)
+    U = W / D[..., None]
+    flat = U.reshape(*U.shape[:-2], -1)
+    return xp.concatenate([flat, basis.intercept * b / dc], axis=-1)

@@ -22,10 +22,17 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxsoft import model, sharding, validation, weights
+from jaxsoft import model, sharding, validation
 from jaxsoft.exact import basis as basis_lib
 from jaxsoft.exact import lbfgs, placement
-from jaxsoft.exact.inputs import SolveInputError, validate_features
+from jaxsoft.exact.inputs import (
+    SolveInputError,
+    check_l2,
+    checked_sets,
+    checked_weight,
+    default_num_classes,
+    validate_features,
+)
 from jaxsoft.exact.passes import Part, Rows, compute_dtype, moments_pass, sample_mean
 from jaxsoft.exact.solver import Heads, Progress, solve_heads
 
@@ -63,58 +70,6 @@ class Problem(NamedTuple):
     num_classes: int
     dtype: np.dtype
     host_basis: basis_lib.Basis
-
-
-def check_l2(l2: Any, *, per_set: bool = False) -> np.ndarray:
-    """The strengths as a float64 array (L,), each finite and > 0.
-
-    With ``per_set``, a (G, L) array (one row of strengths per training set)
-    is accepted too.
-    """
-    values = np.atleast_1d(np.asarray(l2, dtype=object))
-    if values.ndim not in ((1, 2) if per_set else (1,)) or values.size == 0:
-        raise SolveInputError(
-            "l2 must list at least one strength, e.g. 1e-6 1e-4"
-            + (", or one row of strengths per training set." if per_set else ".")
-        )
-    for value in values.ravel():
-        ok = isinstance(value, (int, float, np.integer, np.floating))
-        if not ok or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
-            raise SolveInputError(f"l2 strengths must be numbers > 0, got {value!r}.")
-    return values.astype(np.float64)
-
-
-def checked_weight(sample_weight: Any, n: int, split: str) -> np.ndarray | None:
-    """Sample weights as a NumPy array (n,), or a `SolveInputError`."""
-    try:
-        w = weights.check_sample_weight(sample_weight, n, split=split)
-    except (TypeError, ValueError) as err:
-        raise SolveInputError(str(err)) from None
-    return None if w is None else np.asarray(jax.device_get(w), np.float64)
-
-
-def checked_sets(row_sets: Any, n: int) -> np.ndarray:
-    """Training sets as a bool array (G, n), each non-empty."""
-    if row_sets is None:
-        return np.ones((1, n), bool)
-    sets = np.asarray(row_sets)
-    if sets.dtype != np.bool_ or sets.ndim != 2 or sets.shape[1] != n:
-        raise SolveInputError(
-            f"row_sets must be a bool array of shape (G, {n}), one row per "
-            f"training set, got dtype {sets.dtype} and shape {sets.shape}."
-        )
-    empty = np.flatnonzero(~sets.any(axis=1))
-    if empty.size:
-        raise SolveInputError(f"training set {int(empty[0])} of row_sets is empty.")
-    return sets
-
-
-def default_num_classes(y: Any) -> int:
-    """The largest label + 1 (at least 2); 2 where y is not integer labels."""
-    y_host = np.asarray(y) if not isinstance(y, jax.Array) else y
-    if y_host.ndim != 1 or y_host.size == 0 or y_host.dtype.kind not in "iu":
-        return 2  # the validation reports what is wrong with y
-    return max(2, int(y_host.max()) + 1)
 
 
 def prepare(
@@ -169,9 +124,7 @@ def params_start(problem: Problem, start: model.Params, l2: np.ndarray) -> np.nd
     """Starting points (H, P) from `Params` W (H, d, q), b (H, q)."""
     start = model.Params(*(np.asarray(jax.device_get(a)) for a in start))
     l2 = np.asarray(l2, problem.dtype)
-    return basis_lib.from_params_host(problem.host_basis, start, l2).astype(
-        problem.dtype
-    )
+    return basis_lib.from_params(problem.host_basis, start, l2).astype(problem.dtype)
 
 
 def run(
@@ -200,7 +153,7 @@ def to_params(problem: Problem, theta: jax.Array, l2: np.ndarray) -> model.Param
     """Solver coordinates (H, P) -> `Params` W (H, d, q), b (H, q) in NumPy."""
     theta = sharding.to_host(theta) if isinstance(theta, jax.Array) else theta
     l2 = np.asarray(l2, problem.dtype)
-    params = basis_lib.to_weights_host(problem.host_basis, theta, l2)
+    params = basis_lib.to_weights(problem.host_basis, theta, l2)
     return model.Params(*(a.astype(problem.dtype, copy=False) for a in params))
 
 
@@ -237,8 +190,9 @@ def _start_params(start: model.Params, G: int, L: int, d: int, q: int):
 
 # float64 solves of at least this much work per pass (rows x heads x classes
 # x features) run most iterations in float32 first, where a pass costs half
-# as much or less on a CPU (MNIST: 30 ms against 70-96 ms), then go on in
-# float64 from there, which decides convergence and the result.
+# as much or less on a CPU (`benchmarks/bench_practitioner.py` prints both
+# for MNIST), then go on in float64 from there, which decides convergence and
+# the result.
 ROUGH_MIN_WORK = 1 << 27
 
 # The float32 stage stops at this estimated relative gap (or the solve's

@@ -14,10 +14,17 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxsoft import validation
+from jaxsoft import validation, weights
 from jaxsoft.errors import JaxsoftError
 
-__all__ = ["SolveInputError", "validate_features"]
+__all__ = [
+    "SolveInputError",
+    "check_l2",
+    "checked_sets",
+    "checked_weight",
+    "default_num_classes",
+    "validate_features",
+]
 
 _BLOCK_BYTES = 256 << 20  # validate large features in blocks of this size
 
@@ -94,3 +101,55 @@ def _agree(error: SolveInputError | None, split: str) -> None:
             )
     if error is not None:
         raise error
+
+
+def check_l2(l2: Any, *, per_set: bool = False) -> np.ndarray:
+    """The strengths as a float64 array (L,), each finite and > 0.
+
+    With ``per_set``, a (G, L) array (one row of strengths per training set)
+    is accepted too.
+    """
+    values = np.atleast_1d(np.asarray(l2, dtype=object))
+    if values.ndim not in ((1, 2) if per_set else (1,)) or values.size == 0:
+        raise SolveInputError(
+            "l2 must list at least one strength, e.g. 1e-6 1e-4"
+            + (", or one row of strengths per training set." if per_set else ".")
+        )
+    for value in values.ravel():
+        ok = isinstance(value, (int, float, np.integer, np.floating))
+        if not ok or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
+            raise SolveInputError(f"l2 strengths must be numbers > 0, got {value!r}.")
+    return values.astype(np.float64)
+
+
+def checked_weight(sample_weight: Any, n: int, split: str) -> np.ndarray | None:
+    """Sample weights as a NumPy array (n,), or a `SolveInputError`."""
+    try:
+        w = weights.check_sample_weight(sample_weight, n, split=split)
+    except (TypeError, ValueError) as err:
+        raise SolveInputError(str(err)) from None
+    return None if w is None else np.asarray(jax.device_get(w), np.float64)
+
+
+def checked_sets(row_sets: Any, n: int) -> np.ndarray:
+    """Training sets as a bool array (G, n), each non-empty."""
+    if row_sets is None:
+        return np.ones((1, n), bool)
+    sets = np.asarray(row_sets)
+    if sets.dtype != np.bool_ or sets.ndim != 2 or sets.shape[1] != n:
+        raise SolveInputError(
+            f"row_sets must be a bool array of shape (G, {n}), one row per "
+            f"training set, got dtype {sets.dtype} and shape {sets.shape}."
+        )
+    empty = np.flatnonzero(~sets.any(axis=1))
+    if empty.size:
+        raise SolveInputError(f"training set {int(empty[0])} of row_sets is empty.")
+    return sets
+
+
+def default_num_classes(y: Any) -> int:
+    """The largest label + 1 (at least 2); 2 where y is not integer labels."""
+    y_host = np.asarray(y) if not isinstance(y, jax.Array) else y
+    if y_host.ndim != 1 or y_host.size == 0 or y_host.dtype.kind not in "iu":
+        return 2  # the validation reports what is wrong with y
+    return max(2, int(y_host.max()) + 1)

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["HeadState", "Settings", "advance", "init", "init_host"]
+__all__ = ["HeadState", "Settings", "advance", "init_host"]
 
 
 class Settings(NamedTuple):
@@ -72,34 +72,10 @@ class HeadState(NamedTuple):
     converged: jax.Array  # bool
 
 
-def init(theta: jax.Array, memory: int) -> HeadState:
-    """The state before the first pass, whose trial point is ``theta``."""
-    P = theta.shape[0]
-    dt, i32 = theta.dtype, jnp.int32
-    return HeadState(
-        theta=theta,
-        f=jnp.asarray(jnp.inf, dt),
-        g=jnp.zeros(P, dt),
-        direction=jnp.zeros(P, dt),
-        step=jnp.asarray(0.0, dt),
-        S=jnp.zeros((memory, P), dt),
-        Y=jnp.zeros((memory, P), dt),
-        rho=jnp.zeros(memory, dt),
-        newest=jnp.asarray(memory - 1, i32),
-        gamma=jnp.asarray(1.0, dt),
-        iterations=jnp.asarray(0, i32),
-        evaluations=jnp.asarray(0, i32),
-        backtracks=jnp.asarray(0, i32),
-        gap=jnp.asarray(jnp.inf, dt),
-        grad_norm=jnp.asarray(jnp.inf, dt),
-        done=jnp.asarray(False),
-        converged=jnp.asarray(False),
-    )
-
-
 def init_host(theta: Any, memory: int) -> HeadState:
-    """`init` for every head of ``theta`` (H, P), built in NumPy on the host
-    (nothing to compile): the batched state with a leading (H,) axis."""
+    """The state of every head of ``theta`` (H, P) before its first pass,
+    whose trial point is ``theta``: built in NumPy on the host (nothing to
+    compile), with a leading (H,) axis."""
     theta = np.asarray(jax.device_get(theta))
     H, P = theta.shape
     dt, i32 = theta.dtype, np.int32

@@ -303,10 +303,6 @@ def scan_chunks(chunk_fn: Any, acc: Any, stacked: Chunk, *args: Any, **static: A
     return jax.lax.scan(body, acc, stacked)[0]
 
 
-# Passes over fewer entries of x than this compile with less optimisation.
-QUICK_MAX_ENTRIES = 1 << 21
-
-
 def _scan_program(acc, stacked, args, *, chunk_fn, static):
     return scan_chunks(chunk_fn, acc, stacked, *args, **dict(static))
 
@@ -351,7 +347,7 @@ def moments_pass(rows: Rows, *, diagonal: bool) -> Moments:
     d = rows.d
     second = np.zeros((d,) if diagonal else (d, d), dt)
     acc = sharding.replicate((np.zeros((), dt), np.zeros(d, dt), second), rows.mesh)
-    quick = rows.n * rows.d < QUICK_MAX_ENTRIES
+    quick = compiling.quick(rows.n * rows.d)
     acc = _accumulate(rows, _moments_chunk, acc, diagonal=diagonal, quick=quick)
     total, s1, s2 = (np.asarray(sharding.to_host(a), np.float64) for a in acc)
     m1 = s1 / total

@@ -74,11 +74,6 @@ class Progress(NamedTuple):
 # for large passes.
 SHRINK_MIN_LOGITS = 1 << 22
 
-# Solves whose pass has less work than this (rows x heads x classes x
-# features) compile with less optimisation (`jaxsoft.compiling`'s
-# QUICK_CPU_OPTIONS): compiling is most of their time.
-QUICK_MAX_WORK = 1 << 21
-
 # Passes per call of the device loop when the host looks in between (to pack
 # the running heads, or to report progress).
 PASSES_PER_CALL = 16
@@ -184,7 +179,7 @@ def _put(state, sub, idx):
 def _quick(rows: Rows, heads: Heads, state: lbfgs.HeadState) -> bool:
     """Whether the solve's programs are small enough to compile quickly."""
     H, q = heads.l2.shape[0], state.theta.shape[1] // (rows.d + 1)
-    return rows.n * H * q * rows.d < QUICK_MAX_WORK
+    return compiling.quick(rows.n * H * q * rows.d)
 
 
 def _streamed_pass(rows, basis, heads, state, limits, shape_cfg):
@@ -284,8 +279,8 @@ def solve_heads(
     else:
         state = sharding.replicate(lbfgs.init_host(start, cfg.memory), rows.mesh)
     shape_cfg, limits = _split_settings(cfg)
-    total, size = state.theta.shape
-    logits_per_head = rows.n * (size // (rows.d + 1))
+    total, P = state.theta.shape
+    logits_per_head = rows.n * (P // (rows.d + 1))
     size = total
     may_shrink = total > 1 and total * logits_per_head >= SHRINK_MIN_LOGITS
     looks = may_shrink or progress is not None or rows.stacked is None

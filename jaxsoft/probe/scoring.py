@@ -9,7 +9,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import model, sharding
-from jaxsoft.exact import engine, placement
+from jaxsoft.exact import inputs, placement
 from jaxsoft.exact.passes import Part, compute_dtype, score_pass
 from jaxsoft.probe.features import validate_features
 
@@ -53,7 +53,7 @@ def score(
     H, d, q = heads.W.shape
     if check:
         x, y = validate_features(x, y, num_classes=q, num_features=d, split=split)
-    w = engine.checked_weight(sample_weight, len(y), split)
+    w = inputs.checked_weight(sample_weight, len(y), split)
     mesh = sharding.resolve_mesh(mesh)
     rows = placement.make_rows(
         [Part(x, np.asarray(jax.device_get(y)), w)],

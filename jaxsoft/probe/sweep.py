@@ -18,13 +18,12 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import model, sharding
-from jaxsoft.exact import engine, placement
-from jaxsoft.exact.engine import check_l2
+from jaxsoft.exact import engine, inputs, placement
 from jaxsoft.exact.passes import Part, Scores, score_pass
 from jaxsoft.exact.solver import Progress
 from jaxsoft.probe.features import ProbeInputError, validate_features
 
-__all__ = ["DEFAULT_L2", "SweepResult", "check_l2", "sweep"]
+__all__ = ["DEFAULT_L2", "SweepResult", "sweep"]
 
 DEFAULT_L2 = tuple(float(v) for v in np.geomspace(1e-6, 1e-1, 8))
 
@@ -100,13 +99,13 @@ def _validated(
     x, y, x_val, y_val, num_classes, max_device_bytes, sample_weight, val_weight, mesh
 ) -> _Setup:
     if num_classes is None:
-        num_classes = engine.default_num_classes(y)
+        num_classes = inputs.default_num_classes(y)
     d = x.shape[1] if getattr(x, "ndim", 0) == 2 else None
     x, y = validate_features(
         x, y, num_classes=num_classes, num_features=None, split="train"
     )
     y = np.asarray(jax.device_get(y), np.int32)
-    w = engine.checked_weight(sample_weight, len(y), "train")
+    w = inputs.checked_weight(sample_weight, len(y), "train")
     if (x_val is None) != (y_val is None):
         raise ProbeInputError("give both x_val and y_val, or neither.")
     w_val = None
@@ -115,7 +114,7 @@ def _validated(
             x_val, y_val, num_classes=num_classes, num_features=d, split="val"
         )
         y_val = np.asarray(jax.device_get(y_val), np.int32)
-        w_val = engine.checked_weight(val_weight, len(y_val), "val")
+        w_val = inputs.checked_weight(val_weight, len(y_val), "val")
     elif val_weight is not None:
         raise ProbeInputError("val_sample_weight needs x_val and y_val.")
     budget = placement.device_budget(max_device_bytes)
@@ -246,7 +245,7 @@ def sweep(
       >>> res.heads.W.shape, res.params.W.shape, bool(res.converged.all())
       ((2, 4, 3), (4, 3), True)
     """
-    l2 = check_l2(l2)
+    l2 = inputs.check_l2(l2)
     cfg = engine.settings(rtol, None, "max", max_iter)
     s = _validated(
         x_train,

@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxsoft import model, sharding, validation
-from jaxsoft.exact import engine, placement
+from jaxsoft.exact import engine, inputs, placement
 from jaxsoft.exact.passes import Part
 
 __all__ = ["LbfgsInfo", "solve_lbfgs"]
@@ -52,7 +52,7 @@ def _checked(params, x, y, sample_weight, check_input):
             split="train",
         )
     y = np.asarray(jax.device_get(y), np.int32)
-    w = engine.checked_weight(sample_weight, len(y), "train")
+    w = inputs.checked_weight(sample_weight, len(y), "train")
     return x, y, w
 
 
