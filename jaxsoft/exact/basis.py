@@ -23,6 +23,11 @@ intercept, mu = 0 and Sigma is the second moment about 0.
 The data passes see the features centred by ``shift`` (`jaxsoft.exact.passes`):
 their logits are ``(x - shift) W + c_s`` with ``c_s = b + shift W``.
 
+L1 penalties need the diagonal basis: there W = D_h U entry by entry, so
+``l1 ||W||_1 = sum l1 D_j |U_jk|`` is a weighted L1 penalty on the solver's
+coordinates (`l1_weights`), which OWL-QN (`jaxsoft.exact.lbfgs`) minimises
+exactly, and a zero in U is a zero in W.
+
 Flat coordinates per head: theta = concat(U.ravel(), c') of size d q + q.
 """
 
@@ -35,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsoft import model
+from jaxsoft.exact.lbfgs import pseudo_gradient
 from jaxsoft.exact.passes import Moments
 
 __all__ = ["EIGH_MAX_FEATURES", "Basis", "make_basis"]
@@ -148,6 +154,18 @@ def penalty(basis: Basis, theta: jax.Array, l2: jax.Array) -> jax.Array:
     return 0.5 * l2 * jnp.sum(jnp.square(D[:, None] * U))
 
 
+def l1_weights(basis: Basis, l1: jax.Array, l2: jax.Array, q: int) -> jax.Array:
+    """One head's L1 weights on its flat coordinates (d q + q,): ``l1 D_j`` on
+    U's entries (the diagonal basis: W = D U), 0 on the intercept's. With
+    a rotation V (no L1 heads: the engine picks the diagonal basis for them)
+    the weights are 0."""
+    D, _ = scales(basis, l2)
+    if basis.V is not None:
+        l1 = jnp.zeros_like(l1)
+    weights = jnp.broadcast_to((l1 * D)[:, None], (D.shape[0], q)).ravel()
+    return jnp.concatenate([weights, jnp.zeros((q,), weights.dtype)])
+
+
 def to_solver_grad(
     basis: Basis, theta: jax.Array, gW: jax.Array, gc: jax.Array, l2: jax.Array
 ) -> jax.Array:
@@ -164,15 +182,21 @@ def to_solver_grad(
 
 
 def raw_grad_norms(
-    basis: Basis, theta: jax.Array, gW: jax.Array, gc: jax.Array, l2: jax.Array
+    basis: Basis,
+    theta: jax.Array,
+    gW: jax.Array,
+    gc: jax.Array,
+    l2: jax.Array,
+    l1: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
     """(max |g|, ||g||_2) of the objective's gradient w.r.t. the raw (W, b).
 
     The gradient a user would compute with `jax.grad` of `jaxsoft.loss`
-    (the bias's part only when the intercept is trained).
+    (the bias's part only when the intercept is trained); with an L1 term
+    ``l1 ||W||_1``, its minimum-norm subgradient.
     """
     W = to_weights(basis, theta, l2).W
-    gW_raw = gW + jnp.outer(basis.shift, gc) + l2 * W
+    gW_raw = pseudo_gradient(W, gW + jnp.outer(basis.shift, gc) + l2 * W, l1)
     gb = basis.intercept * gc
     largest = jnp.maximum(jnp.max(jnp.abs(gW_raw)), jnp.max(jnp.abs(gb)))
     return largest, jnp.sqrt(jnp.sum(gW_raw**2) + jnp.sum(gb**2))

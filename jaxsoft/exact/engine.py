@@ -2,12 +2,14 @@
 
 The one exact solver of the package. Head (g, l) minimises
 
-    sum_{i in set g} w_i CE_i / sum_{i in set g} w_i + (l2_l / 2) ||W||^2
+    sum_{i in set g} w_i CE_i / sum_{i in set g} w_i
+        + (l2_l / 2) ||W||^2 + l1_l ||W||_1
 
 (the bias not penalised) over the rows of training set g: scikit-learn's
-``LogisticRegression(C=1 / (l2 * sum(w)))`` with ``sample_weight=w``. Every
-set and every strength is solved together by preconditioned L-BFGS
-(`jaxsoft.exact.basis`, `jaxsoft.exact.lbfgs`), one pass over the data per
+``LogisticRegression(C=1 / (l2 * sum(w)))`` with ``sample_weight=w`` (and
+its elastic net, ``l1_ratio = l1 / (l1 + l2)``). Every set and every
+strength is solved together by preconditioned L-BFGS, OWL-QN for heads with
+an L1 term (`jaxsoft.exact.basis`, `jaxsoft.exact.lbfgs`), one pass over the data per
 iteration for every head, the rows sharded over the mesh
 (`jaxsoft.sharding`). `jaxsoft.train.solve_lbfgs` is its one-head case,
 `jaxsoft.probe.sweep` and the scikit-learn estimators are built on it.
@@ -80,8 +82,11 @@ def prepare(
     budget: int,
     chunk_rows: int,
     fit_intercept: bool = True,
+    diagonal: bool = False,
 ) -> Problem:
-    """Places ``parts`` on the mesh and builds the preconditioner (one pass)."""
+    """Places ``parts`` on the mesh and builds the preconditioner (one pass);
+    ``diagonal`` asks for the diagonal basis whatever the number of features
+    (L1 heads need it)."""
     dtype = compute_dtype(parts[0].x.dtype)
     shift = sample_mean(parts) if fit_intercept else np.zeros(parts[0].x.shape[1])
     rows = placement.make_rows(
@@ -92,7 +97,7 @@ def prepare(
         dtype=dtype,
         shift=shift,
     )
-    diagonal = rows.d > basis_lib.EIGH_MAX_FEATURES
+    diagonal = diagonal or rows.d > basis_lib.EIGH_MAX_FEATURES
     moments = moments_pass(rows, diagonal=diagonal)
     basis = basis_lib.make_basis(
         moments,
@@ -135,13 +140,20 @@ def run(
     start: jax.Array | lbfgs.HeadState,
     cfg: lbfgs.Settings,
     progress: Callable[[Progress], None] | None = None,
+    l1: np.ndarray | None = None,
 ) -> lbfgs.HeadState:
-    """Solves heads (H,) with strengths, training sets and total weights, from
-    points (H, P) or on from an earlier run's final states (its memory kept,
-    its iteration counts going on)."""
+    """Solves heads (H,) with L2 strengths, training sets and total weights
+    (and L1 strengths, None: 0), from points (H, P) or on from an earlier
+    run's final states (its memory kept, its iteration counts going on)."""
     mesh, dt = problem.rows.mesh, problem.dtype
+    l1 = np.zeros(len(l2)) if l1 is None else np.asarray(l1)
+    if np.any(l1 > 0) and problem.host_basis.V is not None:
+        raise ValueError("L1 heads need a problem prepared with diagonal=True.")
     heads = Heads(
-        l2=np.asarray(l2, dt), group=np.asarray(group, np.int32), count=count.astype(dt)
+        l2=np.asarray(l2, dt),
+        l1=l1.astype(dt),
+        group=np.asarray(group, np.int32),
+        count=count.astype(dt),
     )
     heads = sharding.replicate(heads, mesh)
     if not isinstance(start, lbfgs.HeadState):
@@ -230,6 +242,7 @@ def solve(
     y: Any,
     l2: Sequence[float],
     *,
+    l1: Sequence[float] | None = None,
     num_classes: int | None = None,
     sample_weight: Any = None,
     row_sets: Any = None,
@@ -255,9 +268,13 @@ def solve(
         mode is on, e.g. inside ``with jax.enable_x64(True):``), integer or
         bool.
       y: integer labels (n,) in [0, q).
-      l2: the strengths (L,), each > 0, the same for every training set; or
-        (G, L), one row per set (scikit-learn's ``1 / (C S_g)`` differs per
-        cross-validation fold with the fold's total weight ``S_g``).
+      l2: the L2 strengths (L,), each >= 0, the same for every training set;
+        or (G, L), one row per set (scikit-learn's ``1 / (C S_g)`` differs
+        per cross-validation fold with the fold's total weight ``S_g``). A
+        head with no penalty at all has no optimum on separable data.
+      l1: the L1 strengths, each >= 0, of l2's shape (None: all 0). Heads
+        with an L1 term are solved by OWL-QN in the diagonal basis (then
+        every head of the solve uses it); their optimum has exact zeros.
       num_classes: q (default: the largest label + 1).
       sample_weight: (n,) weights >= 0 (None: all 1).
       row_sets: (G, n) bool, the rows of each training set (e.g. the train
@@ -302,7 +319,14 @@ def solve(
       >>> sol.params.W.shape, bool(sol.converged.all())
       ((1, 2, 4, 3), True)
     """
-    l2 = check_l2(l2, per_set=True)
+    l2 = check_l2(l2, per_set=True, allow_zero=True)
+    if l1 is None:
+        l1 = np.zeros_like(l2)
+    l1 = check_l2(l1, per_set=True, name="l1", allow_zero=True)
+    if l1.shape != l2.shape:
+        raise SolveInputError(
+            f"l1 must have the shape of l2, {l2.shape}, got {l1.shape}."
+        )
     cfg = settings(rtol, gtol, gtol_norm, max_iter, memory_size)
     q = default_num_classes(y) if num_classes is None else num_classes
     if check_input:
@@ -327,9 +351,10 @@ def solve(
     chunk = placement.chunk_rows(G * L, q, chunk_rows)
     problem = prepare(
         parts, q, mesh=mesh, budget=budget, chunk_rows=chunk,
-        fit_intercept=bool(fit_intercept),
+        fit_intercept=bool(fit_intercept), diagonal=bool(np.any(l1 > 0)),
     )  # fmt: skip
     l2_all = np.tile(l2, G) if l2.ndim == 1 else l2.reshape(G * L)
+    l1_all = np.tile(l1, G) if l1.ndim == 1 else l1.reshape(G * L)
     group = np.repeat(np.arange(G), L)
     if start is None:
         theta0 = prior_start(problem, y, w, G * L, bool(fit_intercept))
@@ -343,13 +368,15 @@ def solve(
     rough = _rough_problem(problem, parts, budget, chunk, G * L)
     if rough is not None:  # most iterations in float32, then on in float64
         rough_cfg = cfg._replace(rtol=max(cfg.rtol, ROUGH_RTOL))
-        state = run(rough, l2_all, group, count[group], theta0, rough_cfg, progress)
+        state = run(
+            rough, l2_all, group, count[group], theta0, rough_cfg, progress, l1_all
+        )
         theta0 = sharding.to_host(state.theta).astype(problem.dtype)
         iterations, passes = host(state.iterations), host(state.evaluations)
         del rough, state
     budget_left = cfg.max_iter - int(iterations.max())
     cfg = cfg._replace(max_iter=max(1, budget_left))
-    state = run(problem, l2_all, group, count[group], theta0, cfg, progress)
+    state = run(problem, l2_all, group, count[group], theta0, cfg, progress, l1_all)
     converged = host(state.converged)
     iterations = iterations + host(state.iterations)
     passes = passes + host(state.evaluations)
@@ -362,7 +389,9 @@ def solve(
             host(state.iterations),
             host(state.evaluations),
         )
-        state = run(problem, l2_all, group, count[group], state, tight, progress)
+        state = run(
+            problem, l2_all, group, count[group], state, tight, progress, l1_all
+        )
         iterations = iterations + host(state.iterations) - before_iterations
         passes = passes + host(state.evaluations) - before_passes
     params = to_params(problem, state.theta, l2_all)

@@ -103,22 +103,26 @@ def _agree(error: SolveInputError | None, split: str) -> None:
         raise error
 
 
-def check_l2(l2: Any, *, per_set: bool = False) -> np.ndarray:
-    """The strengths as a float64 array (L,), each finite and > 0.
-
-    With ``per_set``, a (G, L) array (one row of strengths per training set)
-    is accepted too.
-    """
+def check_l2(
+    l2: Any, *, per_set: bool = False, name: str = "l2", allow_zero: bool = False
+) -> np.ndarray:
+    """The strengths as a float64 array (L,), each finite and > 0 (>= 0 with
+    ``allow_zero``). With ``per_set``, a (G, L) array (one row of strengths
+    per training set) is accepted too. ``name`` names them in errors."""
     values = np.atleast_1d(np.asarray(l2, dtype=object))
     if values.ndim not in ((1, 2) if per_set else (1,)) or values.size == 0:
         raise SolveInputError(
-            "l2 must list at least one strength, e.g. 1e-6 1e-4"
+            f"{name} must list at least one strength, e.g. 1e-6 1e-4"
             + (", or one row of strengths per training set." if per_set else ".")
         )
+    bound = ">= 0" if allow_zero else "> 0"
     for value in values.ravel():
         ok = isinstance(value, (int, float, np.integer, np.floating))
-        if not ok or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
-            raise SolveInputError(f"l2 strengths must be numbers > 0, got {value!r}.")
+        ok = ok and not isinstance(value, bool) and np.isfinite(value)
+        if not ok or value < 0 or (value == 0 and not allow_zero):
+            raise SolveInputError(
+                f"{name} strengths must be numbers {bound}, got {value!r}."
+            )
     return values.astype(np.float64)
 
 

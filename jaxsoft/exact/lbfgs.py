@@ -1,4 +1,4 @@
-"""L-BFGS for one head as a state machine driven by data passes.
+"""L-BFGS and OWL-QN for one head as a state machine driven by data passes.
 
 The solver never calls the objective itself: each data pass evaluates every
 head at its pending trial point ``theta + step * direction``, and `advance`
@@ -19,6 +19,17 @@ most ``rtol * |f|``: convergence judged by the objective, not by a gradient
 norm that float32 cannot bring below ~1e-6. It also stops, where ``gtol``
 is set, when the gradient w.r.t. the raw parameters is at most ``gtol``
 (its largest entry, scikit-learn's test, or its 2-norm).
+
+L1 penalties (``sum_i l1w_i |theta_i|``, weights ``l1w`` (P,) >= 0 per
+coordinate, 0 where a coordinate is not penalised) are handled by OWL-QN
+(Andrew and Gao, 2007, "Scalable training of L1-regularized log-linear
+models"): the memory is built from the smooth part's gradients, the
+direction is the two-loop recursion applied to the pseudo-gradient (the
+minimum-norm subgradient) and kept to its signs, every trial point is
+projected onto the orthant of the accepted point (a coordinate that would
+cross zero stops at zero: the exact zeros of the optimum), and Armijo's
+condition uses the pseudo-gradient's slope along the projected step. With
+``l1w = 0`` every step is plain L-BFGS.
 
 The state takes the dtype of the starting point: float32, or float64 when
 JAX's x64 mode is on.
@@ -54,10 +65,11 @@ class HeadState(NamedTuple):
     """One head's solver state; batched with a leading (H,) axis."""
 
     theta: jax.Array  # (P,) accepted point
-    f: jax.Array  # objective at theta
-    g: jax.Array  # (P,) gradient at theta
+    f: jax.Array  # objective at theta (with the L1 term)
+    g: jax.Array  # (P,) gradient of the smooth part at theta
     direction: jax.Array  # (P,)
-    step: jax.Array  # the pending trial is theta + step * direction
+    step: jax.Array  # the pending trial is theta + step * direction (projected)
+    orthant: jax.Array  # (P,) signs the trial keeps where L1 applies (0: stays 0)
     S: jax.Array  # (m, P) memory of steps, newest at index `newest`
     Y: jax.Array  # (m, P) memory of gradient changes
     rho: jax.Array  # (m,) 1 / s^T y; 0 marks an empty slot
@@ -89,6 +101,7 @@ def init_host(theta: Any, memory: int) -> HeadState:
         g=full(0, dt, P),
         direction=full(0, dt, P),
         step=full(0, dt),
+        orthant=np.sign(theta),
         S=full(0, dt, memory, P),
         Y=full(0, dt, memory, P),
         rho=full(0, dt, memory),
@@ -104,9 +117,21 @@ def init_host(theta: Any, memory: int) -> HeadState:
     )
 
 
-def trial(state: HeadState) -> jax.Array:
-    """The point the next pass evaluates for this head."""
-    return state.theta + state.step * state.direction
+def trial(state: HeadState, l1w: jax.Array) -> jax.Array:
+    """The point the next pass evaluates for this head: the step, with the
+    coordinates under an L1 penalty (``l1w > 0``) that leave their orthant
+    set to 0."""
+    point = state.theta + state.step * state.direction
+    kept = (l1w <= 0) | (point * state.orthant > 0)
+    return jnp.where(kept, point, jnp.zeros_like(point))
+
+
+def pseudo_gradient(theta: jax.Array, g: jax.Array, l1w: jax.Array) -> jax.Array:
+    """The minimum-norm subgradient of ``f + sum l1w |theta|`` (P,), from the
+    smooth part's gradient ``g``: ``g + l1w sign(theta)`` off zero, and at
+    zero ``g`` shrunk towards 0 by ``l1w`` (0 where ``|g| <= l1w``)."""
+    at_zero = jnp.sign(g) * jnp.maximum(jnp.abs(g) - l1w, 0.0)
+    return jnp.where(theta != 0, g + l1w * jnp.sign(theta), at_zero)
 
 
 def _two_loop(g, S, Y, rho, newest, gamma) -> jax.Array:
@@ -139,13 +164,16 @@ def _cubic_step(f0, d0, ft, dt, t) -> jax.Array:
     return jnp.clip(jnp.where(usable, new, 0.5 * t), 0.1 * t, 0.5 * t)
 
 
-def _accept(state: HeadState, f_t, g_t, norm_t, cfg: Settings, write) -> HeadState:
-    """The trial becomes the new point: memory update and a new direction.
+def _accept(
+    state: HeadState, point, moved, f_t, g_t, norm_t, l1w, cfg: Settings, write
+) -> HeadState:
+    """The trial ``point`` (``theta + moved``) becomes the new point: memory
+    update and a new direction (OWL-QN's, where ``l1w`` has weights).
 
     The memory rows S, Y are written only where ``write`` (the trial is
     taken): one row each, so the (m, P) memory is never copied whole."""
     first = state.evaluations == 0
-    s = state.step * state.direction
+    s = moved
     y = g_t - state.g
     sy, yy = jnp.vdot(s, y), jnp.vdot(y, y)
     store = (~first) & (sy > 1e-10 * jnp.sqrt(jnp.vdot(s, s) * yy))
@@ -154,19 +182,24 @@ def _accept(state: HeadState, f_t, g_t, norm_t, cfg: Settings, write) -> HeadSta
     Y = state.Y.at[slot].set(jnp.where(store & write, y, state.Y[slot]))
     rho = state.rho.at[slot].set(jnp.where(store, 1.0 / sy, state.rho[slot]))
     gamma = jnp.where(store, sy / yy, state.gamma)
-    d = _two_loop(g_t, S, Y, rho, slot, gamma)
-    bad = ~(jnp.vdot(g_t, d) < 0)  # not a descent direction: forget the memory
+    pg = pseudo_gradient(point, g_t, l1w)
+    d = _two_loop(pg, S, Y, rho, slot, gamma)
+    # OWL-QN: where L1 applies, the direction keeps the pseudo-gradient's signs
+    d = jnp.where((l1w > 0) & (d * pg >= 0), jnp.zeros_like(d), d)
+    bad = ~(jnp.vdot(pg, d) < 0)  # not a descent direction: forget the memory
     rho = jnp.where(bad, jnp.zeros_like(rho), rho)
-    d = jnp.where(bad, -gamma * g_t, d)
-    gap = -0.5 * jnp.vdot(g_t, d)
+    d = jnp.where(bad, -gamma * pg, d)
+    gap = -0.5 * jnp.vdot(pg, d)
+    orthant = jnp.where(point != 0, jnp.sign(point), -jnp.sign(pg))
     iterations = state.iterations + jnp.where(first, 0, 1)
     converged = (gap <= cfg.rtol * jnp.abs(f_t)) | (norm_t <= cfg.gtol)
     return state._replace(
-        theta=state.theta + s,
+        theta=point,
         f=f_t,
         g=g_t,
         direction=d,
         step=jnp.asarray(1.0, state.step.dtype),
+        orthant=orthant,
         S=S,
         Y=Y,
         rho=rho,
@@ -193,22 +226,30 @@ def advance(
     f_t: jax.Array,
     g_t: jax.Array,
     norm_t: jax.Array,
+    l1w: jax.Array,
     cfg: Settings,
 ) -> HeadState:
-    """One head's move after a pass gave f_t, g_t at its trial point.
+    """One head's move after a pass gave f_t (with the L1 term), g_t (the
+    smooth part's gradient) at its trial point.
 
-    ``norm_t`` is the raw gradient's norm there (for ``cfg.gtol``). Heads
-    already done are returned unchanged.
+    ``norm_t`` is the raw (pseudo-)gradient's norm there (for ``cfg.gtol``),
+    ``l1w`` (P,) the L1 weights. Heads already done are returned unchanged.
     """
-    d0 = jnp.vdot(state.g, state.direction)
-    dt = jnp.vdot(g_t, state.direction)
     t = state.step
+    point = trial(state, l1w)
+    # the step taken: t d, or where a coordinate was projected, its move
+    moved = jnp.where(l1w > 0, point - state.theta, t * state.direction)
+    pg0 = pseudo_gradient(state.theta, state.g, l1w)
+    d0 = jnp.vdot(pg0, state.direction)
+    dt = jnp.vdot(pseudo_gradient(point, g_t, l1w), state.direction)
     finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
-    armijo = f_t <= state.f + cfg.armijo * t * d0
+    armijo = f_t <= state.f + cfg.armijo * jnp.vdot(pg0, moved)
     rise = flat_rtol(cfg, state.f.dtype)
     flat = (f_t <= state.f + rise * jnp.abs(state.f)) & (dt <= cfg.flat_slope * -d0)
     ok = finite & ((state.evaluations == 0) | armijo | flat)
-    accepted = _accept(state, f_t, g_t, norm_t, cfg, write=ok & ~state.done)
+    accepted = _accept(
+        state, point, moved, f_t, g_t, norm_t, l1w, cfg, write=ok & ~state.done
+    )
     backtracks = state.backtracks + 1
     rejected = state._replace(
         step=_cubic_step(state.f, d0, f_t, dt, t),

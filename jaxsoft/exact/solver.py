@@ -42,12 +42,14 @@ class Heads(NamedTuple):
     """What distinguishes the heads solved together, each (H,).
 
     Attributes:
-      l2: strengths (compute dtype).
+      l2: L2 strengths (compute dtype).
+      l1: L1 strengths (compute dtype; they need the diagonal basis).
       group: the training set of each head (an index into the rows' sets).
       count: each head's total training weight (compute dtype).
     """
 
     l2: jax.Array
+    l1: jax.Array
     group: jax.Array
     count: jax.Array
 
@@ -103,25 +105,38 @@ def _split_settings(cfg: lbfgs.Settings) -> tuple[lbfgs.Settings, tuple]:
     return cfg._replace(rtol=0.0, gtol=0.0, max_iter=0), limits
 
 
+def _l1_weights(basis, l1, l2, state) -> jax.Array:
+    """One head's L1 weights on its coordinates (P,)."""
+    q = state.theta.shape[-1] // (basis.lam.shape[0] + 1)
+    return basis_lib.l1_weights(basis, l1, l2, q)
+
+
 def _trial_heads(basis, heads: Heads, state: lbfgs.HeadState):
     """Every head's pass coordinates at its trial point: W (H, d, q), c (H, q)."""
-    theta = jax.vmap(lbfgs.trial)(state)
-    return jax.vmap(basis_lib.to_pass, in_axes=(None, 0, 0))(basis, theta, heads.l2)
+
+    def one(s, l2, l1):
+        theta = lbfgs.trial(s, _l1_weights(basis, l1, l2, s))
+        return basis_lib.to_pass(basis, theta, l2)
+
+    return jax.vmap(one)(state, heads.l2, heads.l1)
 
 
 def _move(basis, heads: Heads, state, sums, cfg: lbfgs.Settings):
-    """Every head's L-BFGS move with a pass's sums (heads done stay put)."""
+    """Every head's L-BFGS (OWL-QN) move with a pass's sums (heads done stay
+    put)."""
 
-    def one(s, ce, gW, gc, l2, count):
-        theta = lbfgs.trial(s)
+    def one(s, ce, gW, gc, l2, l1, count):
+        l1w = _l1_weights(basis, l1, l2, s)
+        theta = lbfgs.trial(s, l1w)
         gW, gc = gW / count, gc / count
         f = ce / count + basis_lib.penalty(basis, theta, l2)
+        f = f + jnp.sum(l1w * jnp.abs(theta))
         g = basis_lib.to_solver_grad(basis, theta, gW, gc, l2)
-        largest, l2_norm = basis_lib.raw_grad_norms(basis, theta, gW, gc, l2)
+        largest, l2_norm = basis_lib.raw_grad_norms(basis, theta, gW, gc, l2, l1)
         norm = largest if cfg.gtol_norm == "max" else l2_norm
-        return lbfgs.advance(s, f, g, norm, cfg)
+        return lbfgs.advance(s, f, g, norm, l1w, cfg)
 
-    return jax.vmap(one)(state, *sums, heads.l2, heads.count)
+    return jax.vmap(one)(state, *sums, heads.l2, heads.l1, heads.count)
 
 
 def _with_limits(shape_cfg: lbfgs.Settings, limits) -> lbfgs.Settings:
