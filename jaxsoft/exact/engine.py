@@ -97,7 +97,7 @@ def prepare(
         dtype=dtype,
         shift=shift,
     )
-    diagonal = diagonal or rows.d > basis_lib.EIGH_MAX_FEATURES
+    diagonal = diagonal or rows.sparse or rows.d > basis_lib.EIGH_MAX_FEATURES
     moments = moments_pass(rows, diagonal=diagonal)
     basis = basis_lib.make_basis(
         moments,

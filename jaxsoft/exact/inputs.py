@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import scipy.sparse as sp
 
 from jaxsoft import validation, weights
 from jaxsoft.errors import JaxsoftError
@@ -50,6 +51,8 @@ def validate_features(
     they are (integer features are cast to float32 inside the passes).
     """
     shape = getattr(x, "shape", None)
+    if sp.issparse(x):
+        return _validate_sparse(x, y, num_classes, num_features, split)
     if shape is not None and len(shape) == 2 and num_features not in (None, shape[1]):
         raise SolveInputError(
             f"x_{split} has {shape[1]} features but x_train has {num_features}."
@@ -74,6 +77,36 @@ def validate_features(
     except SolveInputError as err:
         error = err
     _agree(error, split)
+    return x, np.asarray(y, np.int32)
+
+
+def _validate_sparse(
+    x: Any, y: Any, num_classes: int, num_features: int | None, split: str
+) -> tuple[Any, np.ndarray]:
+    """`validate_features` for scipy.sparse features: their shape, their
+    stored values (numeric, finite) and the labels; x is returned as given."""
+    n, d = x.shape
+    if num_features not in (None, d):
+        raise SolveInputError(
+            f"x_{split} has {d} features but x_train has {num_features}."
+        )
+    if np.ndim(y) != 1 or n != len(y):
+        raise SolveInputError(
+            f"x_{split} and y_{split} have different lengths: {n} examples but "
+            f"{np.shape(y)[0] if np.ndim(y) else 0} labels."
+        )
+    kind = np.dtype(x.dtype).kind
+    if kind not in "fiub":
+        raise SolveInputError(
+            f"x_{split} must be numeric, got dtype {x.dtype}. Convert it first, "
+            "e.g. x.astype(np.float32)."
+        )
+    values = x.tocoo().data if not hasattr(x, "data") else x.data
+    if kind == "f" and not np.all(np.isfinite(values)):
+        raise SolveInputError(
+            f"x_{split} has NaN or infinite values; remove or impute them first."
+        )
+    _, y = _check_block(np.zeros((n, 1), np.float32), y, num_classes, split)
     return x, np.asarray(y, np.int32)
 
 

@@ -20,6 +20,11 @@ which keeps the float32 sums accurate for features with large offsets; in
 memory they are stored centred, so a pass reads x twice and writes nothing
 of its size.
 
+Features may also be sparse (scipy.sparse, any format): then each chunk's
+features are CSR blocks (`jaxsoft.exact.sparse_rows`), never centred and
+never made dense, and the two products of a pass are sparse kernels; the
+rest of the pass is the same.
+
 Rows carry a sample weight each and a membership (m, G) in G training sets
 (cross-validation folds, or the train indices of any splitter): head h
 trains on set ``group[h]`` with weights ``w_i * member[i, group[h]]``.
@@ -39,6 +44,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxsoft import compiling, losses, sharding
+from jaxsoft.exact import sparse_rows
+from jaxsoft.exact.sparse_rows import SparseX
 
 __all__ = ["Chunk", "Part", "Rows", "grad_pass", "moments_pass", "score_pass"]
 
@@ -48,7 +55,8 @@ class Chunk(NamedTuple):
 
     Attributes:
       x: (m, d) features, centred when the `Rows` are in memory (bf16 and
-        f16 features stay as they are and are centred inside each pass).
+        f16 features stay as they are and are centred inside each pass); or
+        a `SparseX` (never centred).
       y: (m,) int32 labels; -1 marks a padding row.
       w: (m,) sample weights in the compute dtype; 0 on padding rows.
       member: (m, G) bool, whether the row is in each training set.
@@ -82,7 +90,10 @@ def compute_dtype(x_dtype: Any) -> np.dtype:
 
 
 def sample_mean(parts: Sequence[Part], rows: int = 4096) -> np.ndarray:
-    """The mean (d,) of the first ``rows`` rows, in float64: the centring shift."""
+    """The mean (d,) of the first ``rows`` rows, in float64: the centring
+    shift (0 for sparse features, which are never centred)."""
+    if sparse_rows.is_sparse(parts[0].x):
+        return np.zeros(parts[0].x.shape[1])
     x = parts[0].x[: min(rows, parts[0].x.shape[0])]
     return np.asarray(jax.device_get(x), np.float64).mean(0)
 
@@ -123,7 +134,11 @@ class Rows:
         shift: np.ndarray,
         stream: bool = False,
     ) -> None:
-        self.mesh, self.dtype, self.stream = mesh, np.dtype(dtype), stream
+        self.mesh, self.dtype = mesh, np.dtype(dtype)
+        self.sparse = sparse_rows.is_sparse(parts[0].x)
+        if any(sparse_rows.is_sparse(p.x) != self.sparse for p in parts):
+            raise ValueError("parts mix sparse and dense features.")
+        self.stream = stream and not self.sparse  # sparse rows stay in memory
         self._parts = [self._part(p) for p in parts]
         self.n = sum(len(p.y) for p in self._parts)
         self.d = int(self._parts[0].x.shape[1])
@@ -142,14 +157,15 @@ class Rows:
             self._plan += [(0, 0, 0)] * (bucket(len(self._plan), 8) - len(self._plan))
         self.host_shift = np.asarray(shift, self.dtype)
         self.shift = jax.device_put(self.host_shift, sharding.replicated(mesh))
-        self.stacked = None if stream else self._load_stacked()
+        self.stacked = None if self.stream else self._load_stacked()
 
     def _part(self, part: Part) -> Part:
         n = len(part.y)
         w = np.ones(n, self.dtype) if part.w is None else np.asarray(part.w)
         member = np.ones((n, 1), bool) if part.member is None else part.member
+        x = sparse_rows.to_csr(part.x, self.dtype) if self.sparse else part.x
         return Part(
-            part.x,
+            x,
             np.asarray(part.y, np.int32),
             w.astype(self.dtype),
             np.asarray(member, bool),
@@ -160,7 +176,8 @@ class Rows:
 
     @property
     def in_memory_centred(self) -> bool:
-        """Whether the stacked in-memory features are stored centred."""
+        """Whether the stacked in-memory features are stored centred (sparse
+        ones are used as they are: their shift is 0)."""
         return self.stacked is not None and self.stacked.x.dtype == self.dtype
 
     def _place(self, a: Any, lo: int, hi: int, fill: Any, dtype: Any) -> jax.Array:
@@ -224,6 +241,20 @@ class Rows:
 
     def _load_stacked(self) -> Chunk:
         """Every chunk in memory, stacked (K, chunk_rows, ...)."""
+        if self.sparse:
+            x = sparse_rows.stack_blocks(
+                [p.x for p in self._parts],
+                self._plan,
+                chunk_rows=self.chunk_rows,
+                mesh=self.mesh,
+                dtype=self.dtype,
+            )
+            return Chunk(
+                x,
+                self._stack(1, -1, np.int32),
+                self._stack(2, 0, self.dtype),
+                self._stack(3, False, bool),
+            )
         if any(isinstance(p.x, jax.Array) for p in self._parts):
             # Device arrays: place (and centre) each chunk there, then stack.
             chunks = [self._load(c, centre=True) for c in self._plan]
@@ -288,9 +319,26 @@ class Moments(NamedTuple):
     second: np.ndarray
 
 
-def _centred(chunk: Chunk, shift: jax.Array, centred: bool) -> jax.Array:
-    """The chunk's features centred in the compute dtype (inside a pass)."""
-    return chunk.x if centred else chunk.x.astype(shift.dtype) - shift
+def _centred(chunk: Chunk, shift: jax.Array, centred: bool) -> jax.Array | SparseX:
+    """The chunk's features centred in the compute dtype (inside a pass);
+    sparse features as they are."""
+    if centred or isinstance(chunk.x, SparseX):
+        return chunk.x
+    return chunk.x.astype(shift.dtype) - shift
+
+
+def _times(x: jax.Array | SparseX, wide: jax.Array) -> jax.Array:
+    """``x @ wide``: (m, d) x (d, k) -> (m, k)."""
+    if isinstance(x, SparseX):
+        return sparse_rows.times(x, wide)
+    return x @ wide
+
+
+def _gradient_wide(x: jax.Array | SparseX, resid: jax.Array) -> jax.Array:
+    """``resid^T @ x``: (k, m) x (m, d) -> (k, d)."""
+    if isinstance(x, SparseX):
+        return sparse_rows.transpose_times(x, resid).T
+    return jnp.einsum("mk,md->kd", resid, x)
 
 
 def scan_chunks(chunk_fn: Any, acc: Any, stacked: Chunk, *args: Any, **static: Any):
@@ -336,6 +384,10 @@ def _accumulate(
 def _moments_chunk(acc, chunk: Chunk, shift, *, diagonal: bool, centred: bool):
     xc = _centred(chunk, shift, centred)
     w = chunk.w
+    if isinstance(xc, SparseX):  # the diagonal basis only
+        first = sparse_rows.transpose_times(xc, w[:, None])[:, 0]
+        second = sparse_rows.transpose_times(xc, w[:, None], squared=True)[:, 0]
+        return acc[0] + w.sum(), acc[1] + first, acc[2] + second
     wx = xc * w[:, None]
     second = jnp.sum(wx * xc, axis=0) if diagonal else wx.T @ xc
     return acc[0] + w.sum(), acc[1] + wx.sum(0), acc[2] + second
@@ -343,6 +395,8 @@ def _moments_chunk(acc, chunk: Chunk, shift, *, diagonal: bool, centred: bool):
 
 def moments_pass(rows: Rows, *, diagonal: bool) -> Moments:
     """Weighted mean and covariance (or variances) of the rows about the shift."""
+    if rows.sparse and not diagonal:
+        raise ValueError("sparse rows have the diagonal basis only.")
     dt = rows.dtype
     d = rows.d
     second = np.zeros((d,) if diagonal else (d, d), dt)
@@ -359,7 +413,7 @@ def _head_logits(x: jax.Array, W: jax.Array, c: jax.Array) -> jax.Array:
     """(m, d) centred rows, heads W (H, d, q), c (H, q) -> (m, H, q)."""
     H, d, q = W.shape
     wide = jnp.transpose(W, (1, 0, 2)).reshape(d, H * q)
-    return (x @ wide).reshape(-1, H, q) + c
+    return _times(x, wide).reshape(-1, H, q) + c
 
 
 @functools.partial(jax.jit, static_argnames="centred")
@@ -374,7 +428,7 @@ def _grad_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
     ce = -jnp.take_along_axis(log_p, y, axis=-1)[..., 0]  # (m, H)
     ce = jnp.where(weight > 0, ce, 0.0)
     resid = (jnp.exp(log_p) - (jnp.arange(q) == y)) * weight[..., None]
-    g_wide = jnp.einsum("mk,md->kd", resid.reshape(-1, H * q), x)  # (H q, d)
+    g_wide = _gradient_wide(x, resid.reshape(-1, H * q))  # (H q, d)
     gW = jnp.transpose(g_wide.reshape(H, q, d), (0, 2, 1))
     return acc[0] + (ce * weight).sum(0), acc[1] + gW, acc[2] + resid.sum(0)
 

@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import sharding
+from jaxsoft.exact import sparse_rows
 from jaxsoft.exact.inputs import SolveInputError
 from jaxsoft.exact.passes import Part, Rows
 
@@ -47,7 +48,10 @@ def device_budget(max_device_bytes: int | None) -> int:
 
 
 def device_bytes(x: Any, dtype: Any) -> int:
-    """Bytes x takes on the devices, all together, in a solve of ``dtype``."""
+    """Bytes x takes on the devices, all together, in a solve of ``dtype``
+    (sparse features: their non-zeros, twice, with their column indices)."""
+    if sparse_rows.is_sparse(x):
+        return 2 * int(x.nnz) * (np.dtype(dtype).itemsize + 4)
     itemsize = np.dtype(x.dtype).itemsize
     if not np.issubdtype(np.dtype(x.dtype), np.floating) or itemsize > 4:
         itemsize = np.dtype(dtype).itemsize
