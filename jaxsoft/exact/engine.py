@@ -218,7 +218,9 @@ def _rough_problem(
     """The float32 copy of a float64 problem whose pass is large (same basis),
     or None."""
     rows = problem.rows
-    if problem.dtype != np.float64 or rows.stacked is None:
+    # Not for sparse rows: JAX's CSR kernel is no faster in float32 on a CPU
+    # (`benchmarks/bench_practitioner.py --cases text` prints both passes).
+    if problem.dtype != np.float64 or rows.stacked is None or rows.sparse:
         return None
     q = problem.num_classes
     if rows.n * rows.d * q * heads < ROUGH_MIN_WORK:

@@ -92,7 +92,9 @@ def init_host(theta: Any, memory: int) -> HeadState:
     H, P = theta.shape
     dt, i32 = theta.dtype, np.int32
 
-    def full(value, dtype, *shape):
+    def full(value, dtype, *shape):  # zeros untouched until copied (calloc)
+        if value == 0:
+            return np.zeros((H, *shape), dtype)
         return np.full((H, *shape), value, dtype)
 
     return HeadState(
