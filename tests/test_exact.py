@@ -81,3 +81,34 @@ def test_float32_first_reaches_the_float64_optimum(digits, monkeypatch):
     assert mixed.grad_norm.max() <= 1e-9
     np.testing.assert_allclose(mixed.objective, plain.objective, rtol=1e-12)
     np.testing.assert_allclose(mixed.params.W, plain.params.W, atol=1e-6)
+
+
+def test_heads_beyond_the_memory_budget_are_solved_in_batches(digits, monkeypatch):
+    """Heads whose solver states would not fit together are solved a batch
+    after another on the same rows, to the same optimum."""
+    x, y = digits
+    kwargs = dict(l1=[0.0, 1e-3, 0.0], rtol=0.0, gtol=1e-10, max_iter=2000)
+    with jax.enable_x64(True):
+        together = solve(x, y, [1e-4, 1e-3, 1e-2], **kwargs)
+        sizes: list[int] = []
+        run = engine.run
+
+        def counted(problem, l2, *args, **kw):
+            sizes.append(len(l2))
+            return run(problem, l2, *args, **kw)
+
+        monkeypatch.setattr(engine, "heads_per_batch", lambda *args: 2)
+        monkeypatch.setattr(engine, "run", counted)
+        batched = solve(x, y, [1e-4, 1e-3, 1e-2], **kwargs)
+    assert sizes == [2, 1]
+    np.testing.assert_allclose(batched.objective, together.objective, rtol=1e-12)
+    np.testing.assert_allclose(batched.params.W, together.params.W, atol=1e-6)
+    assert bool(batched.converged.all())
+
+
+def test_heads_per_batch_keeps_the_states_within_half_the_budget():
+    size, memory = 2**17 * 20 + 20, 10
+    per_head = size * (2 * memory + 12) * 8
+    assert engine.heads_per_batch(size, memory, np.float64, 10 * per_head) == 5
+    assert engine.heads_per_batch(size, memory, np.float64, per_head) == 1
+    assert engine.heads_per_batch(size, memory, np.float32, 10 * per_head) == 10

@@ -350,7 +350,9 @@ def solve(
     mesh = sharding.resolve_mesh(mesh)
     parts = [Part(x, y, w, sets.T)]
     budget = placement.device_budget(max_device_bytes)
-    chunk = placement.chunk_rows(G * L, q, chunk_rows)
+    dtype = compute_dtype(getattr(x, "dtype", np.float32))
+    per_batch = heads_per_batch(d * q + q, cfg.memory, dtype, budget)
+    chunk = placement.chunk_rows(min(G * L, per_batch), q, chunk_rows)
     problem = prepare(
         parts, q, mesh=mesh, budget=budget, chunk_rows=chunk,
         fit_intercept=bool(fit_intercept), diagonal=bool(np.any(l1 > 0)),
@@ -362,46 +364,81 @@ def solve(
         theta0 = prior_start(problem, y, w, G * L, bool(fit_intercept))
     else:
         theta0 = params_start(problem, _start_params(start, G, L, d, q), l2_all)
-
-    def host(a: jax.Array, *shape: int) -> np.ndarray:
-        return sharding.to_host(a).reshape(G, L, *shape)
-
-    iterations = passes = np.zeros((G, L), np.int32)
-    rough = _rough_problem(problem, parts, budget, chunk, G * L)
-    if rough is not None:  # most iterations in float32, then on in float64
-        rough_cfg = cfg._replace(rtol=max(cfg.rtol, ROUGH_RTOL))
-        state = run(
-            rough, l2_all, group, count[group], theta0, rough_cfg, progress, l1_all
+    rough = _rough_problem(problem, parts, budget, chunk, min(G * L, per_batch))
+    batches = [
+        _solve_batch(
+            problem, rough, Heads(l2_all[i], l1_all[i], group[i], count[group[i]]),
+            theta0[i], cfg, progress, polish, rtol, gtol_norm,
         )
-        theta0 = sharding.to_host(state.theta).astype(problem.dtype)
-        iterations, passes = host(state.iterations), host(state.evaluations)
-        del rough, state
-    budget_left = cfg.max_iter - int(iterations.max())
-    cfg = cfg._replace(max_iter=max(1, budget_left))
-    state = run(problem, l2_all, group, count[group], theta0, cfg, progress, l1_all)
-    converged = host(state.converged)
-    iterations = iterations + host(state.iterations)
-    passes = passes + host(state.evaluations)
-    done_iterations = int(host(state.iterations).max())
-    budget_left = cfg.max_iter - done_iterations
-    if polish is not None and budget_left > 0:
-        limit = done_iterations + min(polish[1], budget_left)
-        tight = settings(rtol, polish[0], gtol_norm, limit, memory_size)
-        before_iterations, before_passes = (
-            host(state.iterations),
-            host(state.evaluations),
-        )
-        state = run(
-            problem, l2_all, group, count[group], state, tight, progress, l1_all
-        )
-        iterations = iterations + host(state.iterations) - before_iterations
-        passes = passes + host(state.evaluations) - before_passes
-    params = to_params(problem, state.theta, l2_all)
+        for i in np.array_split(np.arange(G * L), -(-G * L // per_batch))
+    ]  # fmt: skip
+    theta, f, iterations, passes, converged, grad_norm = (
+        np.concatenate(field).reshape(G, L, *field[0].shape[1:])
+        for field in zip(*batches, strict=True)
+    )
+    params = to_params(problem, theta.reshape(G * L, -1), l2_all)
     return Solution(
-        params=model.Params(host(params.W, d, q), host(params.b, q)),
-        objective=host(state.f).astype(np.float64),
+        params=model.Params(params.W.reshape(G, L, d, q), params.b.reshape(G, L, q)),
+        objective=f.astype(np.float64),
         iterations=iterations,
         converged=converged,
         passes=passes,
-        grad_norm=host(state.grad_norm).astype(np.float64),
+        grad_norm=grad_norm.astype(np.float64),
+    )
+
+
+def heads_per_batch(size: int, memory: int, dtype: Any, budget: int) -> int:
+    """How many heads of ``size`` parameters are solved together: their
+    solver states (the L-BFGS memory, 2 ``memory`` vectors, and about 12
+    more of the heads' vectors and sums) within half the device budget;
+    more heads are solved a batch after another, on the same placed rows."""
+    per_head = size * (2 * memory + 12) * np.dtype(dtype).itemsize
+    return max(1, (budget // 2) // per_head)
+
+
+def _solve_batch(
+    problem: Problem,
+    rough: Problem | None,
+    heads: Heads,
+    theta0: np.ndarray,
+    cfg: lbfgs.Settings,
+    progress: Callable[[Progress], None] | None,
+    polish: tuple[float, int] | None,
+    rtol: float,
+    gtol_norm: str,
+) -> tuple[np.ndarray, ...]:
+    """One batch of heads (H,): float32 first where ``rough``, then the
+    solve, then the polish. Returns NumPy (theta (H, P), objective,
+    iterations, passes, converged, grad_norm (H,))."""
+    l2, l1, group, count = heads
+    iterations = passes = np.zeros(len(l2), np.int32)
+    if rough is not None:  # most iterations in float32, then on in float64
+        rough_cfg = cfg._replace(rtol=max(cfg.rtol, ROUGH_RTOL))
+        state = run(rough, l2, group, count, theta0, rough_cfg, progress, l1)
+        theta0 = sharding.to_host(state.theta).astype(problem.dtype)
+        iterations = sharding.to_host(state.iterations)
+        passes = sharding.to_host(state.evaluations)
+        del state
+    budget_left = cfg.max_iter - int(iterations.max())
+    cfg = cfg._replace(max_iter=max(1, budget_left))
+    state = run(problem, l2, group, count, theta0, cfg, progress, l1)
+    converged = sharding.to_host(state.converged)
+    done = sharding.to_host(state.iterations)
+    iterations = iterations + done
+    passes = passes + sharding.to_host(state.evaluations)
+    budget_left = cfg.max_iter - int(done.max())
+    if polish is not None and budget_left > 0:
+        limit = int(done.max()) + min(polish[1], budget_left)
+        tight = settings(rtol, polish[0], gtol_norm, limit, cfg.memory)
+        before = passes - sharding.to_host(state.evaluations)
+        state = run(problem, l2, group, count, state, tight, progress, l1)
+        iterations = iterations - done + sharding.to_host(state.iterations)
+        passes = before + sharding.to_host(state.evaluations)
+    return (
+        sharding.to_host(state.theta),
+        sharding.to_host(state.f),
+        iterations,
+        passes,
+        converged,
+        sharding.to_host(state.grad_norm),
     )
