@@ -4,6 +4,8 @@ optimum on hashed text; a large hashed matrix fits without going dense."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import textwrap
 import warnings
 
@@ -15,7 +17,9 @@ from conftest import REPO_ROOT, run_python
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
+from jaxsoft import probe
 from jaxsoft.exact import SolveInputError, solve
+from jaxsoft.probe import command
 
 
 def _sparse_problem(n=600, d=200, q=4, seed=0):
@@ -156,3 +160,56 @@ def test_a_large_hashed_matrix_fits_without_going_dense():
     assert result.returncode == 0, result.stderr[-3000:]
     peak = int(result.stdout.split("peak")[-1])
     assert peak < 3 * 2**30, f"peak memory {peak / 2**30:.2f} GiB"
+
+
+def test_probe_sweep_on_sparse_features_equals_dense():
+    X, y, _ = _sparse_problem(n=900, seed=2)
+    train, val = slice(0, 600), slice(600, 900)
+    for split in ("validation", "folds"):
+        if split == "validation":
+            kw = dict(refit=True)
+            sparse = probe.sweep(
+                X[train], y[train], [1e-3, 1e-2], x_val=X[val], y_val=y[val], **kw
+            )
+            dense = probe.sweep(
+                X[train].toarray(), y[train], [1e-3, 1e-2],
+                x_val=X[val].toarray(), y_val=y[val], **kw,
+            )  # fmt: skip
+            assert sparse.refit_objective == pytest.approx(
+                dense.refit_objective, rel=1e-5
+            )
+        else:
+            sparse = probe.sweep(X[train], y[train], [1e-3, 1e-2])
+            dense = probe.sweep(X[train].toarray(), y[train], [1e-3, 1e-2])
+            np.testing.assert_allclose(sparse.fold_accuracy, dense.fold_accuracy)
+        np.testing.assert_allclose(sparse.objective, dense.objective, rtol=1e-5)
+        np.testing.assert_allclose(sparse.val_accuracy, dense.val_accuracy)
+        assert sparse.best == dense.best
+
+
+def test_probe_command_reads_sparse_feature_files(tmp_path):
+    X, y, _ = _sparse_problem(n=900, seed=3)
+    files = {}
+    for name, rows in {"train": slice(0, 600), "val": slice(600, 900)}.items():
+        sp.save_npz(tmp_path / f"x_{name}.npz", sp.csr_matrix(X[rows]))
+        np.save(tmp_path / f"y_{name}.npy", y[rows])
+        files[name] = [str(tmp_path / f"x_{name}.npz"), str(tmp_path / f"y_{name}.npy")]
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["probe", "--train", *files["train"], "--val", *files["val"], "--quiet",
+         "--l2", "1e-3", "1e-2", "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert command.run(args) == 0
+    heads = json.loads((tmp_path / "out" / "heads.json").read_text())["heads"]
+    dense = probe.sweep(
+        X[:600].toarray(), y[:600], [1e-3, 1e-2], x_val=X[600:].toarray(), y_val=y[600:]
+    )
+    np.testing.assert_allclose([h["val_accuracy"] for h in heads], dense.val_accuracy)
+
+
+def test_a_damaged_sparse_file_is_named(tmp_path):
+    (tmp_path / "x.npz").write_bytes(b"not a zip")
+    np.save(tmp_path / "y.npy", np.zeros(3, np.int32))
+    with pytest.raises(probe.ProbeInputError, match="sparse matrix"):
+        probe.load_features((tmp_path / "x.npz", tmp_path / "y.npy"))

@@ -5,8 +5,9 @@
 
 A split is an ``.npz`` file holding ``x`` and ``y`` (and optionally
 ``sample_weight`` (n,), the rows' weights), or two ``.npy`` files
-(features, labels; memory-mapped). Without ``--val`` the strength is chosen
-by k-fold cross-validation on the training split. `run` raises
+(features, labels; memory-mapped), or a sparse features file
+(``scipy.sparse.save_npz``) and a ``.npy`` of labels. Without ``--val`` the
+strength is chosen by k-fold cross-validation on the training split. `run` raises
 `ProbeInputError` (a ValueError, one line) for bad inputs; the CLI maps it
 to exit code 2.
 """
@@ -47,7 +48,8 @@ def add_parser(subparsers: Any) -> None:
     )
     split = (
         "an .npz file with x and y (and optionally sample_weight, one weight "
-        ">= 0 per row), or X.npy Y.npy"
+        ">= 0 per row), or X.npy Y.npy, or X.npz Y.npy with sparse X "
+        "(scipy.sparse.save_npz)"
     )
     parser.add_argument("--train", nargs="+", required=True, metavar="FILE", help=split)
     parser.add_argument(
@@ -86,7 +88,8 @@ def _load(paths: list[str] | None, split: str) -> tuple[Any, Any] | None:
         return None
     if len(paths) > 2:
         raise ProbeInputError(
-            f"--{split} takes an .npz file or two .npy files, got {len(paths)} paths."
+            f"--{split} takes an .npz file or two files (X.npy or a sparse X.npz, "
+            f"then Y.npy), got {len(paths)} paths."
         )
     return load_features(paths[0] if len(paths) == 1 else tuple(paths), split=split)
 

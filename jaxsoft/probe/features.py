@@ -6,7 +6,9 @@ A split is given as
 - the path of an ``.npz`` file holding arrays named ``x`` and ``y`` (and,
   optionally, ``sample_weight`` (n,), read by `load_sample_weight`);
 - a pair of paths ``(x.npy, y.npy)``: memory-mapped, so the features need
-  not fit in host memory (`jaxsoft.probe.sweep` streams them).
+  not fit in host memory (`jaxsoft.probe.sweep` streams them);
+- a pair of paths ``(x.npz, y.npy)`` whose x is a scipy.sparse matrix saved
+  with ``scipy.sparse.save_npz`` (text, one-hot tables): kept sparse.
 
 Every split goes through `jaxsoft.validation.validate_split`, the project's
 one host-validation path; memory-mapped or very large features are checked
@@ -102,14 +104,30 @@ def _load_npy(path: Path) -> np.ndarray:
         raise ProbeInputError(_unreadable(path, ".npy", err)) from None
 
 
+def _load_x(path: Path) -> Any:
+    """Features from a ``.npy`` file (memory-mapped) or a scipy.sparse
+    ``.npz`` file (``scipy.sparse.save_npz``)."""
+    if path.suffix != ".npz":
+        return _load_npy(path)
+    import scipy.sparse as sp
+
+    try:
+        return sp.load_npz(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ProbeInputError(
+            f"cannot read {path} as a sparse matrix (scipy.sparse.save_npz): {err}"
+        ) from None
+
+
 def load_features(
     source: str | os.PathLike[str] | Sequence[Any], *, split: str = "train"
 ) -> tuple[Any, Any]:
     """Features and labels ``(x (n, d), y (n,))`` of one split, not yet validated.
 
     Args:
-      source: ``(x, y)`` arrays, an ``.npz`` path with ``x`` and ``y``, or
-        ``(x.npy, y.npy)`` paths (memory-mapped, read-only).
+      source: ``(x, y)`` arrays, an ``.npz`` path with ``x`` and ``y``,
+        ``(x.npy, y.npy)`` paths (memory-mapped, read-only) or ``(x.npz,
+        y.npy)`` paths with sparse x (``scipy.sparse.save_npz``).
       split: the split's name, for messages.
 
     Returns:
@@ -130,12 +148,10 @@ def load_features(
     if isinstance(source, (tuple, list)) and len(source) == 2:
         first, second = source
         if _is_path(first) and _is_path(second):
-            return _load_npy(_existing(first, split)), _load_npy(
-                _existing(second, split)
-            )
+            return _load_x(_existing(first, split)), _load_npy(_existing(second, split))
         if not (_is_path(first) or _is_path(second)):
             return first, second
     raise ProbeInputError(
-        f"{split} features must be (x, y) arrays, an .npz path or (x.npy, y.npy) "
-        f"paths, got {type(source).__name__}."
+        f"{split} features must be (x, y) arrays, an .npz path, or (x.npy, y.npy) "
+        f"or (x.npz, y.npy) paths, got {type(source).__name__}."
     )
