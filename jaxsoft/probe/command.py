@@ -88,8 +88,8 @@ def _load(paths: list[str] | None, split: str) -> tuple[Any, Any] | None:
         return None
     if len(paths) > 2:
         raise ProbeInputError(
-            f"--{split} takes an .npz file or two files (X.npy or a sparse X.npz, "
-            f"then Y.npy), got {len(paths)} paths."
+            f"--{split} takes an .npz file or two .npy files (or a sparse X.npz "
+            f"and Y.npy), got {len(paths)} paths."
         )
     return load_features(paths[0] if len(paths) == 1 else tuple(paths), split=split)
 
