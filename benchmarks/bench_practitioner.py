@@ -21,7 +21,10 @@ Cases: iris, wine, breast_cancer, digits (``LogisticRegression(max_iter=
 (``LogisticRegressionCV(Cs=10, cv=5, max_iter=1000)``); grid_search
 (``GridSearchCV`` over 5 Cs, cv=5, breast_cancer); synthetic_100k (100,000 x
 50, 10 classes); binary_200k (200,000 x 100, 2 classes); mnist (60,000 x 784
-float64, the default C=1.0, ``max_iter=300``; needs the MNIST files).
+float64, the default C=1.0, ``max_iter=300``; needs the MNIST files); text
+(hashed TF-IDF: 50,000 documents x 2^17 hashed features, 20 classes, a
+scipy.sparse CSR matrix, ``LogisticRegression(max_iter=1000)``) and text_cv
+(``LogisticRegressionCV(Cs=[0.1, 1, 10, 100], cv=3, max_iter=1000)`` on it).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ CASES = (
     "synthetic_100k",
     "binary_200k",
     "mnist",
+    "text",
+    "text_cv",
 )
 EXTRA_CASES = ("mnist_like",)  # 60,000 x 784 synthetic, where MNIST is absent
 MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
@@ -62,9 +67,43 @@ def _idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(dims)
 
 
+def hashed_text(n: int, classes: int = 20, features: int = 1 << 17, seed: int = 0):
+    """Synthetic documents as a hashed TF-IDF CSR matrix (n, features), labels.
+
+    Words follow Zipf's law over a 50,000-word vocabulary, 4% of each
+    document's words come from its class's 300 topic words, documents have
+    about 125 words; word ids are hashed to columns (murmurhash3, as
+    ``HashingVectorizer`` does), then ``TfidfTransformer``.
+    """
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.utils import murmurhash3_32
+
+    rng = np.random.default_rng(seed)
+    vocab = 50_000
+    y = rng.integers(0, classes, n)
+    doc = np.repeat(np.arange(n), rng.poisson(120, n) + 5)
+    zipf = 1.0 / np.arange(1, vocab + 1) ** 1.05
+    words = rng.choice(vocab, doc.size, p=zipf / zipf.sum())
+    topics = rng.integers(100, 20_000, (classes, 300))
+    on_topic = rng.random(doc.size) < 0.04
+    picks = rng.integers(0, 300, on_topic.sum())
+    words[on_topic] = topics[y[doc[on_topic]], picks]
+    ids = np.arange(vocab, dtype=np.int32)
+    column = murmurhash3_32(ids, seed=0, positive=True) % features
+    shape = (n, features)
+    counts = sp.csr_array((np.ones(doc.size), (doc, column[words])), shape=shape)
+    counts.sum_duplicates()
+    return TfidfTransformer().fit_transform(counts).tocsr(), y
+
+
 def load_case(case: str, mnist_dir: Path):
     """(x_train, y_train, x_test, y_test), float64."""
     from sklearn import datasets
+
+    if case in ("text", "text_cv"):
+        x, y = hashed_text(62_500)
+        return x[:50_000], y[:50_000], x[50_000:], y[50_000:]
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
@@ -115,6 +154,8 @@ def make_estimator(case: str, library: str):
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     if case == "digits_cv":
         return LogisticRegressionCV(Cs=10, cv=5, max_iter=1000)
+    if case == "text_cv":
+        return LogisticRegressionCV(Cs=[0.1, 1.0, 10.0, 100.0], cv=3, max_iter=1000)
     if case == "grid_search":
         from sklearn.model_selection import GridSearchCV
 
