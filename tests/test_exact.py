@@ -112,3 +112,28 @@ def test_heads_per_batch_keeps_the_states_within_half_the_budget():
     assert engine.heads_per_batch(size, memory, np.float64, 10 * per_head) == 5
     assert engine.heads_per_batch(size, memory, np.float64, per_head) == 1
     assert engine.heads_per_batch(size, memory, np.float32, 10 * per_head) == 10
+
+
+def test_batches_hold_one_strength_across_the_sets(digits, monkeypatch):
+    """Batched heads go strongest penalty first, one strength across the sets
+    a batch (they take about as many iterations), each set's head starting
+    from its solution at the strength before, to the same optimum."""
+    x, y = digits
+    sets = np.stack([np.arange(len(y)) % 3 != k for k in range(3)])
+    kwargs = dict(rtol=0.0, gtol=1e-10, max_iter=2000, row_sets=sets)
+    l2 = [1e-4, 1e-2, 1e-3]
+    with jax.enable_x64(True):
+        together = solve(x, y, l2, **kwargs)
+        strengths: list[np.ndarray] = []
+        run = engine.run
+
+        def recorded(problem, l2, *args, **kw):
+            strengths.append(np.asarray(l2))
+            return run(problem, l2, *args, **kw)
+
+        monkeypatch.setattr(engine, "heads_per_batch", lambda *args: 3)
+        monkeypatch.setattr(engine, "run", recorded)
+        batched = solve(x, y, l2, **kwargs)
+    assert [list(s) for s in strengths] == [[1e-2] * 3, [1e-3] * 3, [1e-4] * 3]
+    np.testing.assert_allclose(batched.objective, together.objective, rtol=1e-12)
+    np.testing.assert_allclose(batched.params.W, together.params.W, atol=1e-6)
