@@ -343,6 +343,13 @@ def _fit_heads(
         start=start,
     )
     coef, intercept = _from_engine(sol.params.W, sol.params.b, q)
+    if q > 2:
+        # Without an L1 term the multinomial optimum has columns summing to 0
+        # (the loss is invariant to a shift common to all classes and the L2
+        # penalty is smallest at 0 mean): centring removes the solver's
+        # residual, as scikit-learn's identifiability test demands (1e-10).
+        l2_only = (np.asarray(ratios) == 0)[None, :, None, None]
+        coef = np.where(l2_only, coef - coef.mean(axis=-2, keepdims=True), coef)
     if extend:
         coef, intercept = coef[..., :-1], intercept_scaling * coef[..., -1]
     elif not fit_intercept:
