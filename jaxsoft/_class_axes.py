@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxsoft import _validation
+from jaxsoft import validation
 
 # cross_entropy works on rows: the logits are transposed so that the class axes
 # come last, flattened to (n, q), and each row is one example. A tuple of class
@@ -138,18 +138,18 @@ def check_arguments(
     where: ArrayLike | None,
 ) -> Checked:
     """Checks shapes and dtypes, and the labels' values when concrete."""
-    logits = _validation.as_array("logits", logits)
-    _validation.check_floating("logits", logits)
-    _validation.check_min_rank("logits", logits, 1)
-    logits = logits.astype(_validation.compute_dtype(logits.dtype))
+    logits = validation.as_array("logits", logits)
+    validation.check_floating("logits", logits)
+    validation.check_min_rank("logits", logits, 1)
+    logits = logits.astype(validation.compute_dtype(logits.dtype))
     layout = _layout(logits.shape, axis)
-    label_array = _validation.as_array("labels", labels)
-    is_index = _validation.is_class_index_labels(
+    label_array = validation.as_array("labels", labels)
+    is_index = validation.is_class_index_labels(
         logits.shape, label_array, layout.batch_shape
     )
     where_array = None
     if where is not None:
-        where_array = _validation.as_array("where", where)
+        where_array = validation.as_array("where", where)
         if where_array.dtype != jnp.bool_:
             raise TypeError(
                 f"where must be a boolean mask, got dtype {where_array.dtype}."
@@ -159,11 +159,11 @@ def check_arguments(
         # Examples masked out by `where` may carry any label (padding, e.g. -1).
         included = None
         if where is not None:
-            concrete_where = _validation.concrete_value(where)
+            concrete_where = validation.concrete_value(where)
             if concrete_where is None:  # traced mask: only the NaN rule applies
                 included = np.zeros(layout.batch_shape, np.bool_)
             else:
                 full = broadcast_where(concrete_where, logits.shape, layout, np)
                 included = np.any(full, axis=layout.class_axes)
-        _validation.check_class_indices(labels, layout.num_classes, included)
+        validation.check_class_indices(labels, layout.num_classes, included)
     return Checked(layout, logits, label_array, is_index, where_array)

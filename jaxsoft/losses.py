@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxsoft import _validation
+from jaxsoft import validation
 from jaxsoft._class_axes import broadcast_where, check_arguments
 
 __all__ = [
@@ -75,7 +75,7 @@ def logsumexp(o: ArrayLike, axis: int = -1) -> jax.Array:
       1000.693...
     """
     o = jnp.asarray(o)
-    _validation.check_floating("logits", o)
+    validation.check_floating("logits", o)
     m = _row_max(o, axis)
     sum_exp = jnp.sum(jnp.exp(o - m), axis=axis)
     return jnp.log(sum_exp) + jnp.squeeze(m, axis=axis)
@@ -104,7 +104,7 @@ def softmax(o: ArrayLike, axis: int = -1) -> jax.Array:
       Array([0.78, 0.12, 0.04, 0.07], dtype=float32)
     """
     o = jnp.asarray(o)
-    _validation.check_floating("logits", o)
+    validation.check_floating("logits", o)
     unnormalized = jnp.exp(_shift_by_max(o, axis))
     return unnormalized / jnp.sum(unnormalized, axis=axis, keepdims=True)
 
@@ -127,7 +127,7 @@ def log_softmax(o: ArrayLike, axis: int = -1) -> jax.Array:
       Array([-10000.,      0.], dtype=float32)
     """
     o = jnp.asarray(o)
-    _validation.check_floating("logits", o)
+    validation.check_floating("logits", o)
     # (o - m) - log(sum(exp(o - m))): both terms small, so no large number is
     # subtracted from another (o - logsumexp(o) would lose digits at |o| ~ 1e4).
     shifted = _shift_by_max(o, axis)
@@ -163,12 +163,12 @@ def one_hot(
              [1, 0, 0],
              [0, 0, 1]], dtype=int32)
     """
-    labels = _validation.as_array("labels", labels)
+    labels = validation.as_array("labels", labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
             f"one_hot expects integer class indices, got dtype {labels.dtype}."
         )
-    num_classes = _validation.positive_int("num_classes", num_classes)
+    num_classes = validation.positive_int("num_classes", num_classes)
     return (labels[..., None] == jnp.arange(num_classes)).astype(dtype)
 
 
@@ -434,5 +434,5 @@ def l2_penalty(weights: ArrayLike) -> jax.Array:
       Array(12.5, dtype=float32)
     """
     weights = jnp.asarray(weights)
-    weights = weights.astype(_validation.compute_dtype(weights.dtype))
+    weights = weights.astype(validation.compute_dtype(weights.dtype))
     return 0.5 * jnp.sum(jnp.square(weights))

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxsoft import _validation, losses
+from jaxsoft import losses, validation
 
 __all__ = [
     "accuracy",
@@ -40,25 +40,25 @@ def _prepare(
     excludes them); traced ones are flagged invalid for the caller to turn
     into NaN.
     """
-    logits = _validation.as_array("logits", logits)
-    _validation.check_floating("logits", logits)
-    _validation.check_min_rank("logits", logits, 1)
+    logits = validation.as_array("logits", logits)
+    validation.check_floating("logits", logits)
+    validation.check_min_rank("logits", logits, 1)
     q, batch_shape = logits.shape[-1], logits.shape[:-1]
     included = None
     if where is not None:
-        included = _validation.as_array("where", where)
+        included = validation.as_array("where", where)
         if included.shape != batch_shape:
             raise ValueError(
                 f"where must be a mask over examples of shape {batch_shape}, "
                 f"got shape {included.shape}."
             )
         included = included.astype(bool)
-    label_array = _validation.as_array("labels", labels)
-    if _validation.is_class_index_labels(logits.shape, label_array):
+    label_array = validation.as_array("labels", labels)
+    if validation.is_class_index_labels(logits.shape, label_array):
         concrete_mask = (
-            None if included is None else _validation.concrete_value(included)
+            None if included is None else validation.concrete_value(included)
         )
-        _validation.check_class_indices(labels, q, concrete_mask)
+        validation.check_class_indices(labels, q, concrete_mask)
         indices = label_array
     else:  # probability vectors: their argmax is the label, always valid
         indices = jnp.argmax(label_array, axis=-1)
@@ -228,8 +228,8 @@ def calibration_gaps(
       Array([ 0. , -0.8], dtype=float32)
     """
     logits, indices, valid, counted = _prepare(logits, labels, where)
-    num_bins = _validation.positive_int("num_bins", num_bins)
-    probs = losses.softmax(logits.astype(_validation.compute_dtype(logits.dtype)))
+    num_bins = validation.positive_int("num_bins", num_bins)
+    probs = losses.softmax(logits.astype(validation.compute_dtype(logits.dtype)))
     confidence = jnp.max(probs, axis=-1)
     correct = (jnp.argmax(logits, axis=-1) == indices).astype(jnp.float32)
     gap = jnp.where(counted, _nan_where_invalid(correct, valid) - confidence, 0.0)
@@ -270,10 +270,10 @@ def expected_calibration_error(
       Array(0.4, dtype=float32)
     """
     gaps = calibration_gaps(logits, labels, num_bins, where)
-    logits = _validation.as_array("logits", logits)
+    logits = validation.as_array("logits", logits)
     count = (
         np.prod(logits.shape[:-1])
         if where is None
-        else jnp.sum(_validation.as_array("where", where).astype(bool))
+        else jnp.sum(validation.as_array("where", where).astype(bool))
     )
     return jnp.sum(jnp.abs(gaps)) / count

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxsoft import _validation, losses
+from jaxsoft import losses, validation
 
 __all__ = [
     "Params",
@@ -100,8 +100,8 @@ def init_params(
       >>> params.W.shape, params.b.shape
       ((4, 3), (3,))
     """
-    num_features = _validation.positive_int("num_features", num_features)
-    num_classes = _validation.positive_int("num_classes", num_classes)
+    num_features = validation.positive_int("num_features", num_features)
+    num_classes = validation.positive_int("num_classes", num_classes)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype}.")
     draw = (  # compiler options apply to a top-level jit only
@@ -250,7 +250,7 @@ def top_k(params: Params, x: ArrayLike, k: int = 3) -> tuple[jax.Array, jax.Arra
       >>> classes
       Array([[1, 2]], dtype=int32)
     """
-    k = _validation.positive_int("k", k)
+    k = validation.positive_int("k", k)
     probabilities = predict_proba(params, x)
     top_probabilities, classes = jax.lax.top_k(
         probabilities, min(k, params.num_classes)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxsoft import _validation, losses, model, weights
+from jaxsoft import losses, model, validation, weights
 
 __all__ = ["loss"]
 
@@ -102,7 +102,7 @@ def _weights(
     if sample_weight is None:
         weight = jnp.ones((n,), dtype)
     else:
-        if _validation.concrete_value(sample_weight) is not None:
+        if validation.concrete_value(sample_weight) is not None:
             weights.check_sample_weight(np.asarray(sample_weight), n)
         weight = jnp.asarray(sample_weight, dtype).reshape(n)
     if where is not None:
