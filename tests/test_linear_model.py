@@ -323,3 +323,312 @@ def test_cv_new_attributes_and_no_refit():
     best = np.argmax(ours.scores_[:, 0], axis=1)
     mean = ours.coefs_paths_[np.arange(3), 0, best].mean(axis=0)
     np.testing.assert_allclose(ours.coef_, mean[:, :-1], rtol=1e-6)
+
+
+# The drop-in as written (issue 28): every parameter, every solver name, L1 and
+# elastic net, liblinear's objective, float32, sparsify.
+
+
+def sk_penalised(coef, intercept, X, y, C, r=0.0, s=None):
+    """scikit-learn's objective with its elastic-net penalty (NumPy float64):
+    mean weighted loss + ((1 - r)/2 ||coef||^2 + r ||coef||_1) / (C S)."""
+    s = np.ones(len(y)) if s is None else np.asarray(s, np.float64)
+    coef = np.asarray(coef, np.float64)
+    smooth = sk_objective(coef, intercept, X, y, C / (1.0 - r), s) if r < 1 else None
+    if smooth is None:
+        smooth = sk_objective(coef, intercept, X, y, np.inf, s)
+    return smooth + r * np.abs(coef).sum() / (C * s.sum())
+
+
+def liblinear_objective(coef, intercept, X, y, C, scaling, l1):
+    """liblinear's objective over C S: the mean loss plus the penalty of
+    [coef, intercept / scaling] (the intercept penalised)."""
+    w = np.append(np.ravel(coef), np.ravel(intercept) / scaling)
+    loss = sk_objective(coef, intercept, X, y, np.inf)
+    penalty = np.abs(w).sum() if l1 else (w**2).sum() / 2
+    return loss + penalty / (C * len(y))
+
+
+def test_the_penalised_objective_detects_a_worse_fit():
+    X, y = _data("wine")
+    ref = sk.LogisticRegression(C=0.1, l1_ratio=1, solver="saga", tol=1e-10)
+    ref.set_params(max_iter=100_000).fit(X, y)
+    f = sk_penalised(ref.coef_, ref.intercept_, X, y, 0.1, 1.0)
+    moved = ref.coef_.copy()
+    moved[moved == 0] = 1e-3  # leaving the zeros costs more than 1e-6
+    assert sk_penalised(moved, ref.intercept_, X, y, 0.1, 1.0) - f > 1e-6 * f
+
+
+def test_signatures_are_scikit_learns_plus_mesh():
+    import inspect
+
+    from jaxsoft.linear_model import LogisticRegressionCV
+
+    for ours, theirs in [
+        (LogisticRegression, sk.LogisticRegression),
+        (LogisticRegressionCV, sk.LogisticRegressionCV),
+    ]:
+        mine = list(inspect.signature(ours).parameters.values())
+        assert mine[-1].name == "mesh" and mine[-1].default is None
+        expected = list(inspect.signature(theirs).parameters.values())
+        assert [(p.name, p.default, p.kind) for p in mine[:-1]] == [
+            (p.name, p.default, p.kind) for p in expected
+        ]
+
+
+SOLVERS = ["lbfgs", "newton-cg", "newton-cholesky", "sag", "saga"]
+
+
+@pytest.mark.parametrize("name", ["iris", "breast_cancer"])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_every_solver_name_reaches_scikit_learns_optimum(name, solver):
+    """Each name minimises scikit-learn's one L2 objective: against
+    scikit-learn's newton-cholesky (exact Newton steps) at tol=1e-10."""
+    X, y = _data(name)
+    ref = sk.LogisticRegression(C=0.5, solver="newton-cholesky", tol=1e-10).fit(X, y)
+    ours = LogisticRegression(C=0.5, solver=solver, max_iter=1000).fit(X, y)
+    f_ref = sk_objective(ref.coef_, ref.intercept_, X, y, 0.5)
+    f_ours = sk_objective(ours.coef_, ours.intercept_, X, y, 0.5)
+    assert abs(f_ours - f_ref) <= 1e-6 * f_ref
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-5)
+    assert ours.n_iter_.shape == (1,) and ours.n_iter_.dtype == np.int32
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_no_penalty_with_c_inf(solver):
+    """C=np.inf: the unpenalised maximum likelihood (wine is not separable
+    on two features), as scikit-learn's newton-cholesky finds it."""
+    X, y = _data("wine")
+    X = X[:, :2]
+    ref = sk.LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-10)
+    ref.fit(X, y)
+    ours = LogisticRegression(C=np.inf, solver=solver, max_iter=1000).fit(X, y)
+    f_ref = sk_objective(ref.coef_, ref.intercept_, X, y, np.inf)
+    f_ours = sk_objective(ours.coef_, ours.intercept_, X, y, np.inf)
+    assert abs(f_ours - f_ref) <= 1e-7 * f_ref
+    np.testing.assert_allclose(ours.coef_.sum(axis=0), 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("name", "C", "scaling"), [("breast_cancer", 0.1, 1.0), ("iris2", 1.0, 10.0)]
+)
+@pytest.mark.parametrize(
+    ("l1_ratio", "dual"), [(0.0, False), (0.0, True), (1.0, False)]
+)
+def test_liblinear_minimises_its_objective_with_the_penalised_intercept(
+    name, C, scaling, l1_ratio, dual
+):
+    if name == "iris2":  # two classes that overlap
+        X, y = _data("iris")
+        X, y = X[y > 0], y[y > 0]
+    else:
+        X, y = _data(name)
+    kw = dict(C=C, intercept_scaling=scaling, l1_ratio=l1_ratio, dual=dual)
+    ref = sk.LogisticRegression(solver="liblinear", tol=1e-12, max_iter=100_000, **kw)
+    ref.fit(X, y)
+    ours = LogisticRegression(solver="liblinear", max_iter=1000, **kw).fit(X, y)
+    l1 = l1_ratio == 1.0
+    f_ref = liblinear_objective(ref.coef_, ref.intercept_, X, y, C, scaling, l1)
+    f_ours = liblinear_objective(ours.coef_, ours.intercept_, X, y, C, scaling, l1)
+    assert abs(f_ours - f_ref) <= 1e-6 * f_ref
+    # Not the objective with a free intercept: lbfgs's optimum scores worse.
+    free = LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", max_iter=1000)
+    free.fit(X, y)
+    f_free = liblinear_objective(free.coef_, free.intercept_, X, y, C, scaling, l1)
+    assert f_free > f_ours + 1e-6 * f_ours
+    if l1:
+        np.testing.assert_array_equal(ours.coef_ == 0, ref.coef_ == 0)
+    assert ours.coef_.dtype == ours.intercept_.dtype == np.float64
+
+
+def _subsample(name, rows):
+    X, y = _data(name)
+    if rows is None:
+        return X, y
+    keep = np.random.default_rng(0).permutation(len(y))[:rows]
+    return X[keep], y[keep]
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "C", "l1_ratio"),
+    [
+        ("iris", None, 0.1, 1.0),
+        ("iris", None, 1.0, 0.5),
+        ("wine", None, 0.1, 1.0),
+        ("wine", None, 1.0, 0.5),
+        ("breast_cancer", None, 0.1, 1.0),
+        ("breast_cancer", None, 0.1, 0.5),
+        # saga at tol=1e-10 takes 5 s on all of digits' 1,797 rows
+        ("digits", 300, 0.1, 1.0),
+        ("digits", 300, 0.1, 0.5),
+    ],
+)
+def test_l1_and_elastic_net_reach_sagas_optimum_and_zeros(name, rows, C, l1_ratio):
+    X, y = _subsample(name, rows)
+    kw = dict(C=C, l1_ratio=l1_ratio, solver="saga")
+    ref = sk.LogisticRegression(tol=1e-10, max_iter=100_000, **kw).fit(X, y)
+    ours = LogisticRegression(tol=1e-8, max_iter=1000, **kw).fit(X, y)
+    f_ref = sk_penalised(ref.coef_, ref.intercept_, X, y, C, l1_ratio)
+    f_ours = sk_penalised(ours.coef_, ours.intercept_, X, y, C, l1_ratio)
+    assert abs(f_ours - f_ref) <= 1e-6 * f_ref
+    assert np.any(ref.coef_ == 0)
+    np.testing.assert_array_equal(ours.coef_ == 0, ref.coef_ == 0)
+
+
+def test_l1_penalty_and_l1_ratio_one_are_one_objective():
+    X, y = _data("wine")
+    with pytest.warns(FutureWarning, match="'penalty' was deprecated"):
+        old = LogisticRegression(penalty="l1", solver="saga", C=0.1).fit(X, y)
+    new = LogisticRegression(l1_ratio=1, solver="saga", C=0.1).fit(X, y)
+    np.testing.assert_array_equal(old.coef_, new.coef_)
+
+
+@pytest.mark.parametrize("solver", [*SOLVERS, "liblinear"])
+def test_float32_in_float32_out(solver):
+    X, y = _data("breast_cancer")
+    ours = LogisticRegression(solver=solver).fit(X.astype(np.float32), y)
+    expected = np.float64 if solver == "liblinear" else np.float32  # as sklearn
+    assert ours.coef_.dtype == expected and ours.intercept_.dtype == expected
+    ref = sk.LogisticRegression(solver=solver).fit(X.astype(np.float32), y)
+    assert ref.coef_.dtype == ours.coef_.dtype
+
+
+def test_cv_validates_to_float64_as_scikit_learn():
+    from jaxsoft.linear_model import LogisticRegressionCV
+
+    X, y = _data("iris")
+    kw = dict(Cs=2, cv=3, l1_ratios=(0,), scoring=None, use_legacy_attributes=False)
+    ours = LogisticRegressionCV(**kw).fit(X.astype(np.float32), y)
+    ref = sk.LogisticRegressionCV(**kw).fit(X.astype(np.float32), y)
+    assert ours.coef_.dtype == ref.coef_.dtype == np.float64
+
+
+def test_sparsify_densify_and_sparse_predictions():
+    import scipy.sparse as sp
+
+    X, y = _data("wine")
+    est = LogisticRegression(C=0.05, l1_ratio=1, solver="saga").fit(X, y)
+    assert np.mean(est.coef_ == 0) > 0.3
+    dense = est.decision_function(X)
+    proba = est.predict_proba(X)
+    est.sparsify()
+    assert sp.issparse(est.coef_)
+    assert est.coef_.nnz == np.count_nonzero(est.densify().coef_)
+    est.sparsify()
+    np.testing.assert_allclose(est.decision_function(X), dense, rtol=1e-12)
+    np.testing.assert_allclose(est.decision_function(sp.csr_matrix(X)), dense)
+    np.testing.assert_allclose(est.predict_proba(X), proba, rtol=1e-12)
+    est.densify()
+    assert isinstance(est.coef_, np.ndarray)
+    np.testing.assert_allclose(est.decision_function(sp.csr_matrix(X)), dense)
+    with pytest.raises(TypeError, match="issue 29"):
+        LogisticRegression().fit(sp.csr_matrix(X), y)
+
+
+def test_parameter_validation_and_refusals_as_scikit_learn():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from jaxsoft.linear_model import LogisticRegressionCV
+
+    X, y = _data("iris")
+    Xb, yb = X[y > 0], y[y > 0]
+    for bad in [
+        dict(C=0.0),
+        dict(l1_ratio=1.5),
+        dict(solver="adam"),
+        dict(intercept_scaling=0),
+        dict(penalty="l3"),
+        dict(n_jobs=1.5),
+        dict(random_state="seed"),
+    ]:
+        with pytest.raises(InvalidParameterError):
+            LogisticRegression(**bad).fit(Xb, yb)
+    refusals = [
+        (dict(l1_ratio=1, solver="lbfgs"), "Solver lbfgs supports only 'l2' or None"),
+        (dict(l1_ratio=0.5, solver="liblinear"), "Only 'saga' solver supports"),
+        (dict(dual=True, solver="newton-cg"), "supports only dual=False"),
+        (dict(C=np.inf, solver="liblinear"), "penalty=None is not supported"),
+        (dict(l1_ratio=1, dual=True, solver="liblinear"), "dual=True"),
+    ]
+    for params, message in refusals:
+        with pytest.raises(ValueError, match=message):
+            LogisticRegression(**params).fit(Xb, yb)
+        with pytest.raises(ValueError, match=message):
+            sk.LogisticRegression(**params).fit(Xb, yb)
+    with pytest.raises(ValueError, match="does not support multiclass"):
+        LogisticRegression(solver="liblinear").fit(X, y)
+    with pytest.raises(ValueError, match="l1_ratios must be an array-like"):
+        LogisticRegressionCV(l1_ratios=[0.5, 2], solver="saga").fit(Xb, yb)
+    with pytest.warns(FutureWarning, match="'n_jobs' has no effect"):
+        LogisticRegression(n_jobs=2).fit(Xb, yb)
+    with (
+        pytest.warns(UserWarning, match="Setting penalty=None will ignore the C"),
+        pytest.warns(FutureWarning, match="'penalty' was deprecated"),
+    ):
+        LogisticRegression(penalty=None, C=2.0).fit(Xb, yb)
+    with pytest.warns(FutureWarning, match="default value for l1_ratios"):
+        LogisticRegressionCV(Cs=2, scoring=None, use_legacy_attributes=False).fit(
+            Xb, yb
+        )
+    # random_state has no effect: the solver is deterministic
+    a = LogisticRegression(solver="saga", random_state=0).fit(Xb, yb)
+    b = LogisticRegression(solver="saga", random_state=1).fit(Xb, yb)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_convergence_warning_names_the_solver_as_scikit_learn():
+    X, y = _data("digits")
+    for solver, message in [
+        ("lbfgs", "lbfgs failed to converge"),
+        ("sag", "The max_iter was reached"),
+        ("newton-cholesky", "Newton solver did not converge"),
+    ]:
+        with pytest.warns(ConvergenceWarning, match=message):
+            est = LogisticRegression(solver=solver, max_iter=2).fit(X, y)
+        assert est.n_iter_[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "legacy"),
+    [("iris", False), ("wine", True), ("iris2", True), ("iris2", False)],
+)
+def test_cv_over_l1_ratios_chooses_scikit_learns_pair(name, legacy):
+    """Folds x Cs x l1_ratios: scikit-learn's saga CV at a tight tol gives the
+    same held-out log-losses, the same (C, l1_ratio) and attribute shapes.
+    (Not at Cs whose optimum is all zeros: saga's stopping rule, a relative
+    change of the coefficients, stops it there after one epoch, far from
+    the intercepts' optimum.)"""
+    from jaxsoft.linear_model import LogisticRegressionCV
+
+    X, y = _data(name[:4] if name == "iris2" else name)
+    if name == "iris2":
+        X, y = X[y > 0], y[y > 0]
+    kw = dict(
+        Cs=[0.1, 1.0, 10.0],
+        l1_ratios=[0.2, 1.0],
+        cv=3,
+        solver="saga",
+        scoring="neg_log_loss",
+        use_legacy_attributes=legacy,
+    )
+    ref = sk.LogisticRegressionCV(tol=1e-8, max_iter=100_000, **kw).fit(X, y)
+    ours = LogisticRegressionCV(max_iter=1000, **kw).fit(X, y)
+    np.testing.assert_array_equal(ours.l1_ratios_, ref.l1_ratios_)
+    np.testing.assert_array_equal(ours.C_, ref.C_)
+    np.testing.assert_array_equal(ours.l1_ratio_, ref.l1_ratio_)
+    if legacy:
+        assert sorted(ours.scores_) == sorted(ref.scores_)
+        pairs = [(ours.scores_[c], ref.scores_[c]) for c in ref.scores_]
+        pairs += [(ours.coefs_paths_[c], ref.coefs_paths_[c]) for c in ref.scores_]
+    else:
+        pairs = [(ours.scores_, ref.scores_), (ours.coefs_paths_, ref.coefs_paths_)]
+    for got, want in pairs:
+        assert got.shape == want.shape
+    # saga at tol=1e-8 is that close to the optimum at C=10 (wine: 5e-5)
+    np.testing.assert_allclose(pairs[0][0], pairs[0][1], rtol=1e-4, atol=1e-4)
+    assert ours.n_iter_.shape == ref.n_iter_.shape
+    assert ours.coef_.shape == ref.coef_.shape
+    r, C = float(np.ravel(ours.l1_ratio_)[0]), float(np.ravel(ours.C_)[0])
+    f_ours = sk_penalised(ours.coef_, ours.intercept_, X, y, C, r)
+    f_ref = sk_penalised(ref.coef_, ref.intercept_, X, y, C, r)
+    assert abs(f_ours - f_ref) <= 1e-6 * f_ref
