@@ -94,6 +94,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_method_params,
     _check_sample_weight,
+    _deprecate_positional_args,
     check_is_fitted,
     validate_data,
 )
@@ -1072,7 +1073,8 @@ class LogisticRegressionCV(LogisticRegression):
             self.coefs_paths_ = np.swapaxes(paths, 1, 2).copy()
             self.n_iter_ = np.swapaxes(n_iter, 1, 2).copy()
 
-    def score(self, X, y, sample_weight=None, **score_params):
+    @_deprecate_positional_args(version="1.11")
+    def score(self, X, y, *, sample_weight=None, **score_params):
         """The ``scoring`` score (accuracy by default) of the model on (X, y)."""
         _raise_for_params(score_params, self, "score")
         if sample_weight is not None:
