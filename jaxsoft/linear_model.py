@@ -57,9 +57,10 @@ program, with no host hook per iteration.
 
 float64 input is solved in float64 (under ``jax.enable_x64``), float32 input
 in float32 with float32 ``coef_`` and ``intercept_`` (``LogisticRegressionCV``
-validates X to float64, as scikit-learn's does). Sparse X is refused for now
-(issue 29 brings sparse rows to the estimators); predictions take sparse X,
-and ``sparsify()`` makes ``coef_`` sparse. Fitted attributes are NumPy
+validates X to float64, as scikit-learn's does). Sparse X (any scipy.sparse
+format; text, one-hot tables) is fitted as it is, never made dense: the
+engine's sparse rows (`jaxsoft.exact.sparse_rows`); predictions take sparse
+X too, and ``sparsify()`` makes ``coef_`` sparse. Fitted attributes are NumPy
 arrays: the estimators pickle and clone.
 """
 
@@ -157,20 +158,11 @@ def _check_liblinear(X: np.ndarray, q: int) -> None:
             "estimator in a OneVsRestClassifier to keep applying a "
             "one-versus-rest scheme."
         )
-    if X.size and np.max(X) > 1e30:
+    if X.shape[0] * X.shape[1] and X.max() > 1e30:
         raise ValueError(
             "Using the 'liblinear' solver while X contains a maximum "
             "value > 1e30 results in a frozen fit. Please choose another "
             "solver or rescale the input X."
-        )
-
-
-def _refuse_sparse(X: Any, name: str) -> None:
-    if sp.issparse(X):
-        raise TypeError(
-            f"Sparse data was passed for X, but jaxsoft's {name} does not fit "
-            "sparse input yet (issue 29 brings sparse rows to the estimators); "
-            "pass a dense array (X.toarray()) meanwhile."
         )
 
 
@@ -326,7 +318,11 @@ def _fit_heads(
     l2, l1 = _strengths(Cs, ratios, S, q)
     extend = liblinear and fit_intercept
     if extend:  # liblinear's penalised intercept: a constant column
-        X = np.hstack([X, np.full((n, 1), intercept_scaling, X.dtype)])
+        column = np.full((n, 1), intercept_scaling, X.dtype)
+        if sp.issparse(X):
+            X = sp.hstack([X, sp.csr_array(column)], format="csr", dtype=X.dtype)
+        else:
+            X = np.hstack([X, column])
     if start is not None:
         start = Params(start.W.astype(X.dtype), start.b.astype(X.dtype))
     sol, converged = _solve(
@@ -572,7 +568,6 @@ class LogisticRegression(
             order="C",
             accept_large_sparse=solver not in ["liblinear", "sag", "saga"],
         )
-        _refuse_sparse(X, type(self).__name__)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         q = len(self.classes_)
@@ -892,7 +887,6 @@ class LogisticRegressionCV(LogisticRegression):
             order="C",
             accept_large_sparse=solver not in ["liblinear", "sag", "saga"],
         )
-        _refuse_sparse(X, type(self).__name__)
         check_classification_targets(y)
         classes = self.classes_ = np.unique(y)
         q = len(classes)

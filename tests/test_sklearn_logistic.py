@@ -52,10 +52,6 @@ exec(compile(_adapted_source(_SOURCE.read_text()), str(_SOURCE), "exec"), global
 
 # --- the tests that still fail, each with its reason -------------------------
 
-SPARSE = (
-    "sparse input (issue 29): jaxsoft's estimators refuse scipy.sparse X for "
-    "now, with a TypeError naming issue 29"
-)
 PRIVATE = (
     "private scikit-learn function: _log_reg_scoring_path is called with "
     "jaxsoft's LogisticRegression().get_params(), whose extra `mesh` it does "
@@ -64,21 +60,6 @@ PRIVATE = (
 INTERNAL = "a solver's internal behaviour: "
 # The test, or the test with these parameters, and why it fails.
 XFAIL: dict[str, str] = {
-    # sparse input (issue 29)
-    "test_predict_2_classes": SPARSE,
-    "test_predict_3_classes": SPARSE,
-    "test_logistic_cv_sparse": SPARSE,
-    "test_logistic_regression_class_weights[csr_matrix]": SPARSE,
-    "test_logistic_regression_class_weights[csr_array]": SPARSE,
-    "test_logreg_l1": SPARSE,
-    "test_saga_vs_liblinear": SPARSE,
-    "test_dtype_match": SPARSE,
-    **{
-        f"test_large_sparse_matrix[{container}-{solver}]": SPARSE
-        for container in ("csr_matrix", "csr_array")
-        # liblinear, sag and saga refuse 64-bit indices first, as scikit-learn
-        for solver in ("lbfgs", "newton-cg", "newton-cholesky")
-    },
     # private scikit-learn functions
     "test_logistic_cv_multinomial_score": PRIVATE,
     # a solver's internal behaviour
@@ -104,9 +85,8 @@ XFAIL: dict[str, str] = {
 }
 
 
-# The exception each group fails with: sparse input fails only at jaxsoft's
-# refusal (a TypeError naming issue 29), the private function only at `mesh`.
-RAISES = {SPARSE: TypeError, PRIVATE: TypeError}
+# The exception each group fails with: the private function only at `mesh`.
+RAISES = {PRIVATE: TypeError}
 
 
 @pytest.fixture(autouse=True)
