@@ -137,3 +137,24 @@ def test_batches_hold_one_strength_across_the_sets(digits, monkeypatch):
     assert [list(s) for s in strengths] == [[1e-2] * 3, [1e-3] * 3, [1e-4] * 3]
     np.testing.assert_allclose(batched.objective, together.objective, rtol=1e-12)
     np.testing.assert_allclose(batched.params.W, together.params.W, atol=1e-6)
+
+
+def test_sparse_rows_are_dealt_to_devices_by_non_zeros():
+    """Each device's share of a chunk holds about as many non-zeros (one
+    row's worth at most apart), every row once, devices filled in order."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    n, chunk, shards = 1001, 512, 8
+    counts = rng.integers(1, 200, n)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    x = sp.csr_array((np.ones(indptr[-1]), np.zeros(indptr[-1], int), indptr))
+    order = passes._balanced_order(x, chunk, shards)
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+    dealt = counts[order]
+    each = chunk // shards
+    for lo in range(0, n, chunk):
+        shares = [dealt[s : min(s + each, n)] for s in range(lo, lo + chunk, each)]
+        full = [share.sum() for share in shares if len(share) == each]
+        assert max(full) - min(full) <= counts.max()
+        assert set(order[lo : lo + chunk]) == set(range(lo, min(lo + chunk, n)))

@@ -153,6 +153,11 @@ class Rows:
             for i, p in enumerate(self._parts)
             for lo in range(0, len(p.y), self.chunk_rows)
         ]
+        if self.sparse and shards > 1:
+            self._parts = [
+                _reordered(p, _balanced_order(p.x, self.chunk_rows, shards))
+                for p in self._parts
+            ]
         if not stream:  # empty chunks (all padding) up to a bucketed count
             self._plan += [(0, 0, 0)] * (bucket(len(self._plan), 8) - len(self._plan))
         self.host_shift = np.asarray(shift, self.dtype)
@@ -291,6 +296,34 @@ class Rows:
             if k + 1 < len(self):
                 upcoming = self._load(self._plan[k + 1], centre=False)
             yield current
+
+
+def _balanced_order(x: Any, chunk_rows: int, shards: int) -> np.ndarray:
+    """A permutation of sparse rows that gives each device of each chunk
+    (its ``chunk_rows / shards`` consecutive rows) about the same number of
+    non-zeros: within a chunk, the rows with most non-zeros first, each to
+    the device with the fewest so far that has room."""
+    import heapq
+
+    n, each = x.shape[0], chunk_rows // shards
+    counts = np.diff(x.indptr)
+    order = []
+    for lo in range(0, n, chunk_rows):
+        hi = min(lo + chunk_rows, n)
+        room = [min(max(hi - lo - j * each, 0), each) for j in range(shards)]
+        heap = [(0, j) for j in range(shards) if room[j]]
+        rows: list[list[int]] = [[] for _ in range(shards)]
+        for i in lo + np.argsort(-counts[lo:hi], kind="stable"):
+            load, j = heapq.heappop(heap)
+            rows[j].append(int(i))
+            if len(rows[j]) < room[j]:
+                heapq.heappush(heap, (load + int(counts[i]), j))
+        order.extend(i for device in rows for i in device)
+    return np.asarray(order, np.int64)
+
+
+def _reordered(part: Part, order: np.ndarray) -> Part:
+    return Part(part.x[order], part.y[order], part.w[order], part.member[order])
 
 
 @jax.jit

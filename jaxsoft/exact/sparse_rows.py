@@ -12,7 +12,9 @@ non-zeros and 20 columns, 0.024 s for either product, where scipy takes
 0.06 s and XLA's gather with ``segment_sum`` (or a scatter) 0.3-0.4 s.
 
 The rows of a chunk are split over the mesh's ``"data"`` axis as dense rows
-are: each device holds the CSR of its own rows and of their transpose, and
+are, reordered first so that every device's share holds about as many
+non-zeros (`jaxsoft.exact.passes`): each device holds the CSR of its own
+rows and of their transpose, and
 the products run under `jax.shard_map` (the gradient's sums added up over
 the devices). Each block's non-zeros are padded to one bucketed size
 (entries past ``indptr[-1]`` are ignored by the kernel), so the chunks stack
