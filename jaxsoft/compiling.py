@@ -260,21 +260,39 @@ def call(
         key = _key(signature)
         executable = _load(key)
         if executable is None:
-            executable = _compile(fun, static, donate, options, args)
-            _save(key, executable)
+            executable, compiled_here = _compile(fun, static, donate, options, args)
+            if compiled_here:
+                _save(key, executable)
         _executables[signature] = executable
     return executable(*args)
 
 
-def _compile(fun, static, donate, options, args) -> Any:
-    """The compiled program; with XLA's default options where it does not
-    know ``options`` (its error type varies)."""
+_CACHE_HIT = "/jax/compilation_cache/cache_hits"
+
+
+def _compile(fun, static, donate, options, args) -> tuple[Any, bool]:
+    """The compiled program, with XLA's default options where it does not
+    know ``options`` (its error type varies), and whether it was compiled
+    here: False when JAX's own cache gave it. An executable JAX loaded from
+    its cache serializes without its code (jax 0.10 on the CPU: a later
+    process that loads it fails with "Function ... not found"), so only one
+    compiled here is saved."""
+    hits: list[str] = []
+
+    def listen(event: str, **_: Any) -> None:
+        if event == _CACHE_HIT:
+            hits.append(event)
+
     lowered = jax.jit(functools.partial(fun, **static), donate_argnums=donate).lower(
         *args
     )
-    if options:
-        try:
-            return lowered.compile(compiler_options=options)
-        except Exception:
-            pass
-    return lowered.compile()
+    jax.monitoring.register_event_listener(listen)
+    try:
+        if options:
+            try:
+                return lowered.compile(compiler_options=options), not hits
+            except Exception:
+                pass
+        return lowered.compile(), not hits
+    finally:
+        jax.monitoring.unregister_event_listener(listen)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import run_python
 
 from jaxsoft.compile_cache import CACHE_ENV, default_cache_dir
@@ -81,6 +82,7 @@ def _fit(cache: Path) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_the_estimators_cache_by_default_and_a_later_process_compiles_nothing(
     tmp_path,
 ):
@@ -97,3 +99,7 @@ def test_the_estimators_cache_by_default_and_a_later_process_compiles_nothing(
     repaired = _fit(cache)
     assert "_run_in_memory" in repaired["compiled"]
     assert repaired["coef"] == first["coef"]
+    # That program came from JAX's own cache: saved again, it would lack its
+    # code, and the next process would fail ("Function ... not found").
+    after = _fit(cache)
+    assert after["coef"] == first["coef"]
