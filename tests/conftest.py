@@ -31,15 +31,49 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxsoft"))
 # CLI's subprocesses above all) share one, in a folder of their own that is
 # removed at the end, so none is left in the home folder and each program is
 # compiled once per run of the suite. JAXSOFT_TEST_CACHE=0 turns it off, so
-# that every process compiles from scratch.
+# that every process compiles from scratch. The folder is made by the process
+# that loads this file first (pytest itself, or xdist's controller); the xdist
+# workers it starts inherit it (_SUITE_CACHE), so they and their subprocesses
+# share one cache instead of one each.
+_SUITE_CACHE = "JAXSOFT_TEST_SUITE_CACHE"
 if os.environ.get("JAXSOFT_TEST_CACHE", "1") == "0":
     os.environ["JAXSOFT_CACHE_DIR"] = ""
+elif os.environ.get("PYTEST_XDIST_WORKER") and os.path.isdir(
+    os.environ.get(_SUITE_CACHE, "")
+):
+    os.environ["JAXSOFT_CACHE_DIR"] = os.environ[_SUITE_CACHE]
 else:
     _CACHE = tempfile.mkdtemp(prefix="jaxsoft-test-xla-")
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-    os.environ["JAXSOFT_CACHE_DIR"] = _CACHE
+    os.environ["JAXSOFT_CACHE_DIR"] = os.environ[_SUITE_CACHE] = _CACHE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# How xdist shares the tests out (``--dist loadgroup``, pyproject.toml): a file's
+# tests go to one worker, as one unit, so its module fixtures and the programs
+# its tests compile are made once; a test or parametrized case marked
+# ``xdist_group`` goes with its group instead (tests/test_notebooks.py: one unit
+# per notebook). The tests of the files below are independent of each other and
+# go one by one, to whichever worker is free. Units holding a test marked
+# ``slow`` start first, so that no long unit is left to run alone at the end.
+SPREAD_FILES = frozenset(
+    {"test_benchmarks.py", "test_sklearn_checks.py", "test_sklearn_logistic.py"}
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    def unit(item) -> str:
+        marks = [m.args[0] for m in item.iter_markers("xdist_group") if m.args]
+        return marks[0] if marks else item.nodeid
+
+    for item in items:
+        if item.path.name not in SPREAD_FILES and not any(
+            item.iter_markers("xdist_group")
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+    slow = {unit(item) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: unit(item) not in slow)  # stable: else as found
 
 
 def run_python(

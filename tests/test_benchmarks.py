@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 
@@ -32,6 +34,7 @@ def _run(script: str, *args: str) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 def test_peers_small_prints_the_table_and_the_ratios() -> None:
     stdout = _run(
         "peers.py",
@@ -86,12 +89,14 @@ def test_peers_skips_a_missing_peer_with_how_to_install(tmp_path: Path) -> None:
     assert "skipped, not installed: pip install torch==2.13.0" in row
 
 
+@pytest.mark.slow
 def test_bench_scaling_tiny() -> None:
     stdout = _run("bench_scaling.py", "--rows", "2000", "--epochs", "1")
     assert "s/epoch" in stdout and "full-batch grad s" in stdout
     assert any(line.split()[:2] == ["1", "1"] for line in stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_bench_startup_once() -> None:
     stdout = _run("bench_startup.py", "--repeats", "1")
     lines = stdout.strip().splitlines()
@@ -106,6 +111,7 @@ def test_bench_startup_once() -> None:
     assert lines[-1].endswith("(goal <= 3x)")
 
 
+@pytest.mark.slow
 def test_bench_practitioner_one_case() -> None:
     """Each library in its own new processes: the iris line and the means."""
     stdout = _run("bench_practitioner.py", "--cases", "iris")

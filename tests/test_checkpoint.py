@@ -281,6 +281,7 @@ RESTORE = """
 """
 
 
+@pytest.mark.slow
 def test_truncated_files_give_one_clean_line_promptly(run, tmp_path):
     """Once, the error embedded TensorStore specs and ~60 lines followed it
     ("Exception ignored in <coroutine ...>", "Event loop is closed")."""

@@ -625,6 +625,7 @@ def test_train_with_defaults_on_digits(digits_data_dir, tmp_path, capsys, monkey
     assert summary["test"]["accuracy"] >= 0.95
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_parameters(digits_data_dir, tmp_path, capsys):
     """SIGKILL a `python -m jaxsoft train` after its first checkpoint, resume it,
     and compare with an uninterrupted run."""
@@ -670,6 +671,7 @@ def test_killed_run_resumes_to_the_same_parameters(digits_data_dir, tmp_path, ca
     np.testing.assert_array_equal(b, b_ref)
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_the_compiled_programs(digits_data_dir, tmp_path):
     cache = tmp_path / "cache"
     env = {"JAXSOFT_CACHE_DIR": str(cache)}

@@ -358,6 +358,7 @@ _FRESH_PROCESS_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_fresh_process_no_tensorflow_no_network_no_noise(tmp_path: Path) -> None:
     """A fresh process with no network, TensorFlow first uninstallable.
 
@@ -411,6 +412,7 @@ def test_tensorflow_is_imported_quietly_unless_the_user_says(
     assert seen["TF_ENABLE_ONEDNN_OPTS"] == "1"
 
 
+@pytest.mark.slow
 def test_tensorflow_sees_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     import tensorflow as tf
 

@@ -16,6 +16,9 @@ import pytest
 from jaxsoft import data
 
 # From shared/data/README.md (the official MNIST distribution).
+# Preparing MNIST through TFDS and TensorFlow is the slowest fixture of the suite.
+pytestmark = pytest.mark.slow
+
 TRAIN_HISTOGRAM = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_HISTOGRAM = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

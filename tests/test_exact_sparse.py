@@ -152,6 +152,7 @@ _LARGE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_large_hashed_matrix_fits_without_going_dense():
     """60,000 x 2^18 with 20 classes: 126 GB dense in float64; the whole
     process (JAX, the data, 5 million parameters and their L-BFGS memory)

@@ -46,6 +46,7 @@ def _final_params(workdir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return np.asarray(params.W), np.asarray(params.b), meta
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_in_a_fresh_process(tmp_path):
     """The issue's own call, from a fresh Python process, on digits."""
     script = textwrap.dedent(

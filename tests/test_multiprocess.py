@@ -67,6 +67,7 @@ def _params(out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return np.asarray(params.W), np.asarray(params.b), meta
 
 
+@pytest.mark.slow
 def test_a_killed_two_process_run_resumes_like_one_process(data_dir, tmp_path):
     """Killed (kill -9) after its epoch-2 checkpoint and resumed, a 2-process
     run ends where an uninterrupted 1-process run does."""
@@ -125,6 +126,7 @@ def _one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_bad_launches_fail_fast_with_one_line(data_dir, tmp_path):
     args = ["--data-dir", str(data_dir), "--epochs", "2", "--out", str(tmp_path / "r")]
     port = _free_port()
@@ -169,6 +171,7 @@ def _probe_split(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return (centres[y] + rng.normal(size=(n, 5))).astype(np.float32), y
 
 
+@pytest.mark.slow
 def test_two_processes_probe_like_one(tmp_path):
     (x, y), (xv, yv) = _probe_split(0, 120), _probe_split(1, 60)
     np.savez(tmp_path / "train.npz", x=x, y=y)

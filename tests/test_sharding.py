@@ -60,6 +60,7 @@ def run_on_8_devices(body: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_fit_evaluate_and_lbfgs_on_8_devices_equal_1_device():
     out = run_on_8_devices(
         """
@@ -101,6 +102,7 @@ def test_fit_evaluate_and_lbfgs_on_8_devices_equal_1_device():
     )
 
 
+@pytest.mark.slow
 def test_pre_sharded_inputs_on_an_explicit_mesh():
     out = run_on_8_devices(
         """
@@ -168,6 +170,7 @@ def test_the_cli_refuses_a_batch_that_does_not_split_with_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_probe_and_weighted_solver_on_8_devices_equal_1_device():
     """`probe.sweep` with mesh=None (8 devices), a 4-device mesh and the
     1-device mesh, in memory and streamed, with sample weights; and the

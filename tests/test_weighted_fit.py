@@ -282,6 +282,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_weighted_fit_and_evaluate_on_8_devices_equal_1_device():
     result = run_python(
         "-c",
