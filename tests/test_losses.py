@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _strategies import logits, logits_and_labels, soft_labels_for
+from _strategies import BATCH_SIZES, logits, logits_and_labels, soft_labels_for
 from absl.testing import parameterized
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +24,8 @@ log_softmax = jax.jit(js.log_softmax)
 logsumexp = jax.jit(js.logsumexp)
 cross_entropy = jax.jit(js.cross_entropy)
 cross_entropy_grad = jax.jit(js.cross_entropy_grad)
+# jax.grad of the summed loss, w.r.t. the logits: one program per shape.
+autodiff_grad = jax.jit(jax.grad(lambda o, y: jnp.sum(js.cross_entropy(o, y))))
 
 
 # Independent references: NumPy, float64, one example at a time. -inf logits are
@@ -160,13 +162,16 @@ def test_logsumexp_of_all_masked_row_is_minus_inf():
 
 
 @given(
-    st.integers(1, 12).flatmap(
-        lambda q: st.tuples(
-            st.just(q), st.lists(st.integers(0, q - 1), min_size=1, max_size=10)
+    st.tuples(st.integers(1, 12), st.sampled_from(BATCH_SIZES)).flatmap(
+        lambda q_n: st.tuples(
+            st.just(q_n[0]),
+            st.lists(st.integers(0, q_n[0] - 1), min_size=q_n[1], max_size=q_n[1]),
         )
     )
 )
 def test_one_hot_rows_pick_the_class(q_and_labels):
+    # Every number of classes from 1 to 12; lengths from the strategies' short
+    # list (one_hot runs eagerly: each new shape compiles its operations).
     q, labels = q_and_labels
     y = np.asarray(js.one_hot(jnp.array(labels), q))
     assert y.shape == (len(labels), q) and y.dtype == np.float32
@@ -308,7 +313,7 @@ def test_batched_loss_with_soft_labels_matches_a_float64_loop(o_p):
 @given(logits_and_labels())
 def test_jax_grad_equals_closed_form_softmax_minus_y(o_y):
     o, y = o_y
-    autodiff = jax.grad(lambda o: jnp.sum(cross_entropy(o, y)))(o)
+    autodiff = autodiff_grad(o, y)
     probs64 = np.exp(np.array([log_softmax64(row) for row in o]))
     closed_form = probs64 - one_hot64(np.asarray(y), o.shape[1])
     np.testing.assert_allclose(autodiff, closed_form, atol=1e-6)
@@ -319,7 +324,7 @@ def test_jax_grad_equals_closed_form_softmax_minus_y(o_y):
 @given(logits().flatmap(lambda o: st.tuples(st.just(o), soft_labels_for(o))))
 def test_jax_grad_equals_closed_form_for_soft_labels(o_p):
     o, p = o_p
-    autodiff = jax.grad(lambda o: jnp.sum(cross_entropy(o, p)))(o)
+    autodiff = autodiff_grad(o, p)
     closed_form = np.exp(np.array([log_softmax64(row) for row in o])) - p
     np.testing.assert_allclose(autodiff, closed_form, atol=1e-6)
     np.testing.assert_allclose(cross_entropy_grad(o, p), closed_form, atol=1e-6)
