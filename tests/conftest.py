@@ -49,6 +49,23 @@ else:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_jax_disk_cache_in_test_processes() -> None:
+    """JAX's own disk cache stays off in the processes that run the tests.
+
+    The estimators and ``cli.main`` turn it on for their process, and then
+    every program a test compiles was written to it, each write first reading
+    every entry of the folder (JAX's LRU eviction: 0.1-0.3 s per write once
+    thousands of eager and property-test programs were in it), for programs
+    that no other process asks for. jaxsoft's own executables (the engine's
+    programs) are still kept in ``JAXSOFT_CACHE_DIR``, shared with the other
+    worker and the subprocesses, which keep JAX's cache on."""
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
+
+
 # How xdist shares the tests out (``--dist loadgroup``, pyproject.toml): a file's
 # tests go to one worker, as one unit, so its module fixtures and the programs
 # its tests compile are made once; a test or parametrized case marked

@@ -34,11 +34,11 @@ NO_SAVES = ["--checkpoint-every", "1000"]  # only after the last epoch
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-    """One compilation cache for the module's runs (the same programs)."""
-    cache = tmp_path_factory.mktemp("cache")
+def env() -> dict[str, str]:
+    """The runs' environment: one CPU device, and the suite's compilation
+    cache (tests/conftest.py), so the module's runs, which compile the same
+    programs, compile them once."""
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
-    environment["JAXSOFT_CACHE_DIR"] = str(cache)
     environment.pop("XLA_FLAGS", None)
     return environment
 
@@ -150,6 +150,7 @@ def _stop(
     return code, [notice, last], epoch
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_the_first_checkpoint_saves_the_epoch(
     data_dir, env, reference, tmp_path
 ):
@@ -163,6 +164,7 @@ def test_ctrl_c_before_the_first_checkpoint_saves_the_epoch(
     assert f"resuming after epoch {epoch}" in stdout
 
 
+@pytest.mark.slow
 def test_sigterm_during_saves_then_a_damaged_newest_checkpoint_falls_back(
     data_dir, env, reference, tmp_path
 ):
@@ -235,6 +237,7 @@ def _hooked(how: str, signum: str, command: list[str]) -> list[str]:
     return [sys.executable, "-c", script, how, signum, *command[3:]]
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_quits_at_once_keeping_the_previous_checkpoint(
     data_dir, env, reference, tmp_path
 ):
@@ -252,6 +255,7 @@ def test_a_second_ctrl_c_quits_at_once_keeping_the_previous_checkpoint(
     assert "resuming after epoch 2" in stdout
 
 
+@pytest.mark.slow
 def test_kill_9_during_the_first_save_then_resume_starts_again(
     data_dir, env, reference, tmp_path
 ):
@@ -272,6 +276,7 @@ def test_kill_9_during_the_first_save_then_resume_starts_again(
     assert "starting the run again from epoch 1 with its saved settings" in notice[0]
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_plotting_after_training_keeps_the_run(data_dir, env, tmp_path):
     out = tmp_path / "run"
     command = _command(data_dir, out, "--epochs", "5")
@@ -299,6 +304,7 @@ def _launch(command: list[str], env: dict[str, str], n: int) -> list:
     return [_start([*command, *flags, "--process-id", str(i)], env) for i in range(n)]
 
 
+@pytest.mark.slow
 def test_a_two_process_run_killed_before_its_first_checkpoint_resumes(
     data_dir, env, tmp_path
 ):
