@@ -66,31 +66,19 @@ def _no_jax_disk_cache_in_test_processes() -> None:
     jax.config.update("jax_enable_compilation_cache", False)
 
 
-# How xdist shares the tests out (``--dist loadgroup``, pyproject.toml): a file's
-# tests go to one worker, as one unit, so its module fixtures and the programs
-# its tests compile are made once; a test or parametrized case marked
-# ``xdist_group`` goes with its group instead (tests/test_notebooks.py: one unit
-# per notebook). The tests of the files below are independent of each other and
-# go one by one, to whichever worker is free. Units holding a test marked
-# ``slow`` start first, so that no long unit is left to run alone at the end.
-SPREAD_FILES = frozenset(
-    {"test_benchmarks.py", "test_sklearn_checks.py", "test_sklearn_logistic.py"}
-)
+# How xdist shares the tests out (``--dist loadfile --no-loadscope-reorder``,
+# pyproject.toml): a file's tests go to one worker, as one unit, so its module
+# fixtures and the programs its tests compile are made once. Files holding a
+# test marked ``slow`` start first, so that no long file is left to run alone
+# at the end (xdist's own order, by number of tests, put them last).
+# (``--dist loadgroup`` cannot be used: xdist 3.8 names a test's group in its
+# ``_nodeid``, which pytest 9 no longer reads, so groups are ignored.)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    def unit(item) -> str:
-        marks = [m.args[0] for m in item.iter_markers("xdist_group") if m.args]
-        return marks[0] if marks else item.nodeid
-
-    for item in items:
-        if item.path.name not in SPREAD_FILES and not any(
-            item.iter_markers("xdist_group")
-        ):
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
-    slow = {unit(item) for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: unit(item) not in slow)  # stable: else as found
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: else as found
 
 
 def run_python(

@@ -38,13 +38,6 @@ def notebook_paths() -> list[Path]:
     return sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
-def runs_notebook(name: str) -> pytest.MarkDecorator:
-    """Marks a test that executes notebook ``name``: the tests of one notebook
-    go to one xdist worker (tests/conftest.py), so that it runs once, while
-    the three notebooks run side by side."""
-    return pytest.mark.xdist_group(f"notebook {name}")
-
-
 def inject_parameters(notebook, source: str) -> None:
     """Inserts ``source`` after the cell tagged "parameters" (papermill's rule)."""
     for index, cell in enumerate(notebook.cells):
@@ -144,11 +137,7 @@ def executed(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "path",
-    [pytest.param(p, marks=runs_notebook(p.name)) for p in notebook_paths()],
-    ids=lambda p: p.name,
-)
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
 def test_notebook_runs_top_to_bottom(path, executed):
     notebook = executed(path)
     streams = [
@@ -183,7 +172,6 @@ def found(pattern: str, text: str, group: int = 1) -> str:
     return match.group(group)
 
 
-@runs_notebook("01_softmax_regression.ipynb")
 def test_lecture_notebook_numbers(executed):
     nb = executed(NOTEBOOKS / "01_softmax_regression.ipynb")
     text = prose(nb)
@@ -276,7 +264,6 @@ def sweep_table(nb) -> dict[str, np.ndarray]:
     }
 
 
-@runs_notebook("03_linear_probe.ipynb")
 def test_probe_notebook_numbers(executed):
     nb = executed(NB03)
     text = prose(nb)
@@ -345,7 +332,6 @@ def test_probe_notebook_numbers(executed):
     np.testing.assert_allclose([float(r[1]) for r in by_head], t["val"], atol=0)
 
 
-@runs_notebook("03_linear_probe.ipynb")
 def test_probe_notebook_head_matches_scikit_learn(executed):
     """The chosen head's objective and test accuracy, as the notebook printed
     them, against scikit-learn's solution of the same objective (tight
@@ -384,7 +370,6 @@ def test_probe_notebook_head_matches_scikit_learn(executed):
     )
 
 
-@runs_notebook("02_train_mnist.ipynb")
 def test_training_notebook_numbers(executed):
     nb = executed(NOTEBOOKS / "02_train_mnist.ipynb")
     results = printed(nb, 'test = summary["test"]')
