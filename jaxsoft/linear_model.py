@@ -638,6 +638,7 @@ class LogisticRegression(
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # sparse X is fitted as it is
         if self.solver == "liblinear":
             tags.classifier_tags.multi_class = False
         return tags
