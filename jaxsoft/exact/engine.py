@@ -219,7 +219,7 @@ def _rough_problem(
     or None."""
     rows = problem.rows
     # Not for sparse rows: JAX's CSR kernel is no faster in float32 on a CPU
-    # (`benchmarks/bench_practitioner.py --cases text` prints both passes).
+    # (`benchmarks/bench_sparse.py` prints it in both dtypes).
     if problem.dtype != np.float64 or rows.stacked is None or rows.sparse:
         return None
     q = problem.num_classes

@@ -101,7 +101,7 @@ def _validate_sparse(
             f"x_{split} must be numeric, got dtype {x.dtype}. Convert it first, "
             "e.g. x.astype(np.float32)."
         )
-    values = x.tocoo().data if not hasattr(x, "data") else x.data
+    values = x.tocoo().data  # the stored values of any format (LIL, DOK too)
     if kind == "f" and not np.all(np.isfinite(values)):
         raise SolveInputError(
             f"x_{split} has NaN or infinite values; remove or impute them first."

@@ -89,10 +89,6 @@ class SparseX:
         return blocks * rows_each, self.d
 
 
-def _spec(mesh: Mesh) -> P:
-    return P(sharding.DATA_AXIS)
-
-
 def times(x: SparseX, wide: jax.Array) -> jax.Array:
     """``X_chunk @ wide``: (m, d) x (d, k) -> (m, k), rows on "data"."""
 
@@ -101,7 +97,7 @@ def times(x: SparseX, wide: jax.Array) -> jax.Array:
         block = jsparse.BCSR((data[0], indices[0], indptr[0]), shape=(rows, x.d))
         return block @ wide
 
-    spec = _spec(x.mesh)
+    spec = P(sharding.DATA_AXIS)
     return jax.shard_map(
         local, mesh=x.mesh, in_specs=(spec, spec, spec, P()), out_specs=spec
     )(x.data, x.indices, x.indptr, wide.astype(x.dtype))
@@ -117,7 +113,7 @@ def transpose_times(x: SparseX, resid: jax.Array, *, squared: bool = False):
         block = jsparse.BCSR((values, t_indices[0], t_indptr[0]), shape=(x.d, rows))
         return jax.lax.psum(block @ resid, sharding.DATA_AXIS)
 
-    spec = _spec(x.mesh)
+    spec = P(sharding.DATA_AXIS)
     return jax.shard_map(
         local, mesh=x.mesh, in_specs=(spec, spec, spec, spec), out_specs=P()
     )(x.t_data, x.t_indices, x.t_indptr, resid.astype(x.dtype))
