@@ -17,9 +17,9 @@ from conftest import REPO_ROOT, run_python
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
-from jaxsoft import probe
+from jaxsoft import model, probe
+from jaxsoft.cli import probe as command
 from jaxsoft.exact import SolveInputError, solve
-from jaxsoft.probe import command
 
 
 def _sparse_problem(n=600, d=200, q=4, seed=0):
@@ -47,6 +47,31 @@ def test_every_format_gives_the_dense_fit(fmt):
     np.testing.assert_allclose(sparse.params.W, dense.params.W, atol=1e-7)
     np.testing.assert_allclose(sparse.params.b, dense.params.b, atol=1e-7)
     np.testing.assert_array_equal(sparse.params.W == 0, dense.params.W == 0)
+
+
+def test_empty_columns_are_dropped_and_weigh_zero():
+    """Columns that store no entry are left out of the solve: their weights
+    are exactly 0 (the optimum), even from a start that is not, and the
+    other weights are those of the fit without them."""
+    X, y, w = _sparse_problem()
+    d, q = X.shape[1] + 3, 4
+    wide = sp.hstack([X[:, :50], sp.csr_matrix((len(y), 2)), X[:, 50:]]).tocsr()
+    wide = sp.hstack([wide, sp.csr_matrix((len(y), 1))]).tocsr()
+    used = np.ones(d, bool)
+    used[[50, 51, d - 1]] = False
+    kwargs = dict(sample_weight=w, rtol=0.0, gtol=1e-10, max_iter=1000)
+    start = model.Params(np.full((d, q), 0.3), np.zeros(q))
+    l2, l1 = [1e-3, 0.0], [0.0, 1e-3]
+    with jax.enable_x64(True):
+        narrow = solve(X, y, l2, l1=l1, **kwargs)
+        full = solve(wide, y, l2, l1=l1, **kwargs)
+        started = solve(wide, y, l2, l1=l1, start=start, **kwargs)
+    for sol in (full, started):
+        assert sol.params.W.shape == (1, 2, d, q)
+        assert bool(sol.converged.all())
+        np.testing.assert_array_equal(sol.params.W[:, :, ~used], 0.0)
+        np.testing.assert_allclose(sol.objective, narrow.objective, rtol=1e-12)
+        np.testing.assert_allclose(sol.params.W[:, :, used], narrow.params.W, atol=1e-6)
 
 
 def test_float32_and_folds_match_dense():
