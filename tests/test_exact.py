@@ -85,7 +85,8 @@ def test_float32_first_reaches_the_float64_optimum(digits, monkeypatch):
 
 def test_heads_beyond_the_memory_budget_are_solved_in_batches(digits, monkeypatch):
     """Heads whose solver states would not fit together are solved a batch
-    after another on the same rows, to the same optimum."""
+    after another on the same rows, to the same optimum: one strength a
+    batch, each going on from the solution at the strength before."""
     x, y = digits
     kwargs = dict(l1=[0.0, 1e-3, 0.0], rtol=0.0, gtol=1e-10, max_iter=2000)
     with jax.enable_x64(True):
@@ -100,7 +101,7 @@ def test_heads_beyond_the_memory_budget_are_solved_in_batches(digits, monkeypatc
         monkeypatch.setattr(engine, "heads_per_batch", lambda *args: 2)
         monkeypatch.setattr(engine, "run", counted)
         batched = solve(x, y, [1e-4, 1e-3, 1e-2], **kwargs)
-    assert sizes == [2, 1]
+    assert sizes == [1, 1, 1]
     np.testing.assert_allclose(batched.objective, together.objective, rtol=1e-12)
     np.testing.assert_allclose(batched.params.W, together.params.W, atol=1e-6)
     assert bool(batched.converged.all())

@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 
 from jaxsoft import model, sharding, validation
 from jaxsoft.exact import basis as basis_lib
-from jaxsoft.exact import lbfgs, placement
+from jaxsoft.exact import lbfgs, placement, sparse_rows
 from jaxsoft.exact.inputs import (
     SolveInputError,
     check_l2,
@@ -348,6 +348,15 @@ def solve(
         bad = int(np.flatnonzero(~(count > 0))[0])
         raise SolveInputError(f"training set {bad} has a total sample weight of 0.")
     mesh = sharding.resolve_mesh(mesh)
+    if start is not None:
+        start = _start_params(start, G, L, d, q)
+    kept = None
+    if sparse_rows.is_sparse(x):  # empty columns: their weights' optimum is 0
+        x, kept = sparse_rows.without_empty_columns(x)
+        if kept is not None:
+            d = int(kept.sum())
+            if start is not None:
+                start = model.Params(start.W[:, kept], start.b)
     parts = [Part(x, y, w, sets.T)]
     budget = placement.device_budget(max_device_bytes)
     dtype = compute_dtype(getattr(x, "dtype", np.float32))
@@ -363,7 +372,7 @@ def solve(
     if start is None:
         theta0 = prior_start(problem, y, w, G * L, bool(fit_intercept))
     else:
-        theta0 = params_start(problem, _start_params(start, G, L, d, q), l2_all)
+        theta0 = params_start(problem, start, l2_all)
     rough = _rough_problem(problem, parts, budget, chunk, min(G * L, per_batch))
     H = G * L
     theta = np.empty((H, d * q + q), problem.dtype)
@@ -371,11 +380,13 @@ def solve(
     iterations, passes = np.empty(H, np.int32), np.empty(H, np.int32)
     converged = np.empty(H, bool)
     if per_batch >= H:  # one batch: every head at once, from its start
-        order, warm = np.arange(H), {}
+        batches, warm = [np.arange(H)], {}
     else:
-        order, warm = _batch_order(l2_all, l1_all, group, warm=start is None)
+        level = np.tile(np.arange(L), G)
+        order, warm = _batch_order(l2_all, l1_all, group, level, warm=start is None)
+        batches = _batches(order, level, per_batch, by_strength=bool(warm))
     solved = np.zeros(H, bool)
-    for batch in np.array_split(order, -(-H // per_batch)):
+    for batch in batches:
         theta0_batch = theta0[batch]
         for k, head in enumerate(batch):  # on from the last solved head of its set
             before = warm.get(int(head))
@@ -395,8 +406,12 @@ def solve(
         a.reshape(G, L) for a in (f, iterations, passes, converged, grad_norm)
     )
     params = to_params(problem, theta.reshape(G * L, -1), l2_all)
+    W = params.W.reshape(G, L, d, q)
+    if kept is not None:  # the empty columns' weights: 0
+        W = np.zeros((G, L, len(kept), q), W.dtype)
+        W[:, :, kept] = params.W.reshape(G, L, d, q)
     return Solution(
-        params=model.Params(params.W.reshape(G, L, d, q), params.b.reshape(G, L, q)),
+        params=model.Params(W, params.b.reshape(G, L, q)),
         objective=f.astype(np.float64),
         iterations=iterations,
         converged=converged,
@@ -406,14 +421,19 @@ def solve(
 
 
 def _batch_order(
-    l2: np.ndarray, l1: np.ndarray, group: np.ndarray, *, warm: bool
+    l2: np.ndarray, l1: np.ndarray, group: np.ndarray, level: np.ndarray, *, warm: bool
 ) -> tuple[np.ndarray, dict[int, int]]:
     """The order heads are solved in when they come in batches: strongest
-    penalty first (so a batch holds heads of one strength across the sets,
-    which take about as many iterations), and with ``warm``, for each head
-    the head of its set solved just before it, whose solution it starts
-    from (scikit-learn's path over C, per set)."""
-    order = np.lexsort((group, -(l2 + l1)))
+    penalty first, a strength (``level``: the column of l2, which holds
+    each set's strength ``1 / (C S_g)`` for one C) across the sets at a
+    time, and with ``warm``, for each head the head of its set solved just
+    before it, whose solution it starts from (scikit-learn's path over C,
+    per set)."""
+    levels = np.unique(level)
+    mean = np.array([np.mean((l2 + l1)[level == k]) for k in levels])
+    rank = np.empty(len(levels), np.int64)
+    rank[np.argsort(-mean, kind="stable")] = np.arange(len(levels))
+    order = np.lexsort((group, rank[np.searchsorted(levels, level)]))
     previous: dict[int, int] = {}
     warm_from: dict[int, int] = {}
     for head in order:
@@ -422,6 +442,25 @@ def _batch_order(
             warm_from[int(head)] = previous[g]
         previous[g] = int(head)
     return order, warm_from
+
+
+def _batches(
+    order: np.ndarray, level: np.ndarray, per_batch: int, *, by_strength: bool
+) -> list[np.ndarray]:
+    """``order`` cut into batches of at most ``per_batch`` heads. With
+    ``by_strength`` (heads going on from the head of their set solved
+    before), a batch holds one strength: a head then always starts from the
+    solution at the next stronger penalty, which takes a few iterations
+    where a start from zero takes many (each batch's pass costs about its
+    heads' share: the solver's vectors, not the shared rows)."""
+    if not by_strength:
+        return np.array_split(order, -(-len(order) // per_batch))
+    cuts = np.flatnonzero(np.diff(level[order]) != 0) + 1
+    return [
+        piece
+        for heads in np.split(order, cuts)
+        for piece in np.array_split(heads, -(-len(heads) // per_batch))
+    ]
 
 
 def heads_per_batch(size: int, memory: int, dtype: Any, budget: int) -> int:
