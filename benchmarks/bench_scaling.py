@@ -35,7 +35,8 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
 
     import jaxsoft as js
-    from jaxsoft import distributed, sharding, train
+    from jaxsoft import sharding, train
+    from jaxsoft.experiment import distributed
 
     if args.num_processes > 1:
         distributed.initialize(

@@ -17,7 +17,7 @@ goals name. Contenders, each in its own fresh process (this script run with
   `jaxsoft.enable_compilation_cache`'s folder, filled by a first, untimed
   process (what a second run of a script or of ``jaxsoft train`` gets).
 - ``jaxsoft-defaults``: `jaxsoft.train.fit` with the CLI's defaults
-  (`jaxsoft.config.Config`), its schedule over all of Config's epochs.
+  (`jaxsoft.experiment.Config`), its schedule over all of Config's epochs.
 - ``solve_lbfgs``: `jaxsoft.train.solve_lbfgs` on scikit-learn's objective:
   the time to reach it within relative 1e-4 (the iterations needed are found
   by a first, untimed process; a second, fresh one is timed).
@@ -385,7 +385,7 @@ def run_jaxsoft_defaults(s: Settings) -> dict[str, Any]:
     """`jaxsoft.train.fit` with the CLI's defaults (the schedule spans all epochs)."""
 
     def recipe() -> tuple[dict[str, Any], int]:
-        from jaxsoft.config import Config
+        from jaxsoft.experiment import Config
 
         c = Config()
         return {
@@ -684,7 +684,7 @@ def _version(package: str) -> str:
 
 def main_parent(args: argparse.Namespace) -> None:
     """Runs the chosen contenders one after another and prints the table."""
-    from jaxsoft.config import Config
+    from jaxsoft.experiment import Config
 
     c = Config()
     print(

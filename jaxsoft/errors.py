@@ -1,9 +1,10 @@
 """`JaxsoftError`: the base class of every error a user of jaxsoft can cause.
 
 Bad settings, inputs, files, datasets, checkpoints, launches and runs each
-have their own class (`jaxsoft.config.ConfigError`, `jaxsoft.data.DatasetError`,
-`jaxsoft.checkpoint.CheckpointError`, ...), and each subclasses `JaxsoftError`
-as well as the built-in exception a caller would naturally catch
+have their own class (`jaxsoft.experiment.ConfigError`,
+`jaxsoft.data.DatasetError`, `jaxsoft.experiment.checkpoint.CheckpointError`,
+...), and each subclasses `JaxsoftError` as well as the built-in exception a
+caller would naturally catch
 (`ValueError`, `RuntimeError`, ...). So ``except jaxsoft.JaxsoftError``
 catches every mistake of the user and no bug of the library; the ``jaxsoft``
 command prints it as one line and exits with code 2. This module imports
@@ -20,7 +21,7 @@ class JaxsoftError(Exception):
 
     Example:
       >>> import jaxsoft
-      >>> from jaxsoft.config import Config
+      >>> from jaxsoft.experiment import Config
       >>> try:
       ...     Config(epochs=0)
       ... except jaxsoft.JaxsoftError as err:

@@ -1,4 +1,4 @@
-"""Tests of jaxsoft.checkpoint: exact round trips, bad checkpoints, crashes."""
+"""Tests of jaxsoft.experiment.checkpoint: exact round trips, bad checkpoints."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxsoft import checkpoint, model
-from jaxsoft.records import TrainState
+from jaxsoft import model
+from jaxsoft.experiment import checkpoint
+from jaxsoft.train.records import TrainState
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG = {"dataset": "fake", "optimizer": "adam", "epochs": 4, "lr": 0.05}
@@ -269,8 +270,9 @@ def _python(script: str, *args: str) -> subprocess.Popen:
 
 RESTORE = """
     import sys, optax, jax
-    from jaxsoft import checkpoint, model
-    from jaxsoft.records import TrainState
+    from jaxsoft import model
+    from jaxsoft.experiment import checkpoint
+    from jaxsoft.train.records import TrainState
     params = model.Params(W=jax.numpy.zeros((64, 10)), b=jax.numpy.zeros(10))
     template = TrainState(params, optax.adam(0.1).init(params), 0, None)
     try:
@@ -314,8 +316,9 @@ SAVE_THEN = """
     # Ctrl-C raises KeyboardInterrupt even when this test runs in a background
     # job, whose children start with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from jaxsoft import checkpoint, model
-    from jaxsoft.records import TrainState
+    from jaxsoft import model
+    from jaxsoft.experiment import checkpoint
+    from jaxsoft.train.records import TrainState
     def state(epoch):
         w = jax.random.normal(jax.random.key(epoch), (1000, 1000))
         params = model.Params(W=w, b=jax.numpy.zeros(1000))

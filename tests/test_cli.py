@@ -19,8 +19,8 @@ from conftest import REPO_ROOT, run_python
 from PIL import Image
 
 import jaxsoft.data
-from jaxsoft import checkpoint, cli, experiment, train
-from jaxsoft.config import Config
+from jaxsoft import cli, experiment, train
+from jaxsoft.experiment import Config, checkpoint
 
 FAST = ["--epochs", "3", "--batch-size", "16"]
 
@@ -338,7 +338,7 @@ def test_overwrite_with_a_mistake_keeps_the_old_run(bad, fake_data, tmp_path, ca
 def test_a_second_train_into_the_same_out_is_refused(fake_data, tmp_path, capsys):
     out = tmp_path / "run"
     script = (
-        "import sys, time; from jaxsoft.run_folder import RunFolder\n"
+        "import sys, time; from jaxsoft.experiment.run_folder import RunFolder\n"
         f"with RunFolder({str(out)!r}).lock():\n"
         "    print('locked', flush=True); time.sleep(60)\n"
     )
@@ -544,7 +544,7 @@ def test_predict(trained, fake_data, tmp_path, capsys):
     # The expected top 2 of 3 classes: a float64 softmax of x W + b with the
     # saved parameters. A greyscale PNG is read back as pixel / 255 exactly;
     # the (lossy) JPEG's pixels are read as the command reads them.
-    from jaxsoft.images import load_images
+    from jaxsoft.experiment.images import load_images
 
     w, b, _ = final_params(trained)
     x = np.stack(

@@ -16,10 +16,10 @@ from conftest import run_python
 
 import jaxsoft
 from jaxsoft import cli, experiment, train
-from jaxsoft.config import Config, ConfigError
-from jaxsoft.config import flags as config_flags
+from jaxsoft.cli.flags import as_flags, config_flags
 from jaxsoft.errors import JaxsoftError
-from jaxsoft.records import EpochRecord
+from jaxsoft.experiment.config import Config, ConfigError
+from jaxsoft.train.records import EpochRecord
 
 # --------------------------------------------------------------- one base
 
@@ -43,19 +43,19 @@ def test_every_error_class_is_a_jaxsoft_error():
     classes = _exception_classes()
     # The roots the CLI used to list one by one are all found by the walk.
     assert {
-        "jaxsoft.cli.UsageError",
-        "jaxsoft.config.ConfigError",
-        "jaxsoft.checkpoint.CheckpointError",
+        "jaxsoft.cli.main.UsageError",
+        "jaxsoft.experiment.config.ConfigError",
+        "jaxsoft.experiment.checkpoint.CheckpointError",
         "jaxsoft.data.errors.DatasetError",
-        "jaxsoft.distributed.LaunchError",
-        "jaxsoft.images.ImageError",
+        "jaxsoft.experiment.distributed.LaunchError",
+        "jaxsoft.experiment.images.ImageError",
         "jaxsoft.exact.inputs.SolveInputError",
-        "jaxsoft.run_folder.RunFolderError",
+        "jaxsoft.experiment.run_folder.RunFolderError",
         "jaxsoft.train.errors.TrainingError",
-        "jaxsoft._training_run.RunError",
+        "jaxsoft.experiment.training_run.RunError",
     } <= classes.keys()
     # Errors are Exceptions; an interruption (a KeyboardInterrupt, such as
-    # _stop.RunInterrupted) is not an error and keeps its own base.
+    # signals.RunInterrupted) is not an error and keeps its own base.
     errors = {n: c for n, c in classes.items() if issubclass(c, Exception)}
     interrupts = {n for n, c in classes.items() if n not in errors}
     assert all(issubclass(classes[n], KeyboardInterrupt) for n in interrupts)
@@ -64,7 +64,8 @@ def test_every_error_class_is_a_jaxsoft_error():
 
 
 def test_each_error_keeps_its_built_in_base():
-    from jaxsoft import data, images, probe
+    from jaxsoft import data, probe
+    from jaxsoft.experiment import images
 
     assert issubclass(ConfigError, ValueError)
     assert issubclass(images.ImageError, ValueError)
@@ -153,7 +154,7 @@ def test_the_cli_takes_the_field_from_the_error_not_its_text(
 
 
 def test_config_defaults_are_the_functions_defaults():
-    from jaxsoft import checkpoint
+    from jaxsoft.experiment import checkpoint
 
     fit = inspect.signature(train.fit).parameters
     config = Config()
@@ -168,22 +169,23 @@ def test_config_defaults_are_the_functions_defaults():
 
 
 def test_the_library_does_not_import_the_run():
-    """train/, probe/ and sharding never import config, experiment or cli, and
-    config imports none of the run's modules (the arrows point down)."""
+    """The library (the math, exact/, train/, probe/, linear_model, data/,
+    sharding) never imports the run (experiment/) or the command line (cli/):
+    the arrows point down."""
     code = textwrap.dedent(
         """
         import sys
-        import jaxsoft.train, jaxsoft.probe, jaxsoft.sharding, jaxsoft.records
-        run = ("jaxsoft.config", "jaxsoft.experiment", "jaxsoft.cli",
-               "jaxsoft._training_run")
-        print(sorted(m for m in run if m in sys.modules))
-        import jaxsoft.config
-        print(sorted(m for m in run if m in sys.modules))
+        import jaxsoft, jaxsoft.exact, jaxsoft.train, jaxsoft.probe
+        import jaxsoft.linear_model, jaxsoft.data, jaxsoft.sharding
+        print(sorted(m for m in sys.modules
+                     if m.startswith(("jaxsoft.experiment", "jaxsoft.cli"))))
+        import jaxsoft.experiment
+        print("jaxsoft.cli" in sys.modules)
         """
     )
     result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:2] == ["[]", "['jaxsoft.config']"]
+    assert result.stdout.split("\n")[:2] == ["[]", "False"]
 
 
 # --------------------------------------------------------------- divergence
@@ -238,17 +240,35 @@ def test_run_diverged_error_carries_its_data():
     assert _diverged(None).kept_epoch == 0
 
 
-def test_only_the_cli_writes_the_divergence_advice():
+def test_the_divergence_advice_names_arguments_and_the_cli_names_flags():
     record = EpochRecord(3, 0.25, 0.9, 0.3125, 0.875, 1.0)
-    assert "--lr" not in str(_diverged(record))
     folder = Path("runs/x/checkpoints")
-    assert cli._diverged_message(_diverged(record)) == (
+    message = str(_diverged(record))
+    assert message == (
         "training diverged in epoch 4: the mean training loss is nan (not "
-        "finite). The learning rate 0.5 (sgd, constant schedule) is probably too "
-        "large for this data. Kept the checkpoint of epoch 3, the last good one, "
-        f"in {folder}: test loss 0.3125, test accuracy 0.8750. Train again with "
-        "a smaller --lr (e.g. 0.05) and --overwrite."
+        "finite), with sgd at learning rate 0.5 (constant schedule). Kept the "
+        f"checkpoint of epoch 3, the last good one, in {folder}: test loss "
+        "0.3125, test accuracy 0.8750. The learning rate 0.5 is probably too "
+        "large for this data: try a smaller one (e.g. `learning_rate=0.05`), "
+        "another optimizer (adam), or a stronger L2. Then train again with "
+        "`overwrite=True`."
     )
-    assert "No epoch finished, so no checkpoint was kept. Train again" in (
-        cli._diverged_message(_diverged(None))
+    assert "--" not in message
+    assert as_flags(message).endswith(
+        "try a smaller one (e.g. `--lr 0.05`), another optimizer (adam), or a "
+        "stronger L2. Then train again with `--overwrite`."
+    )
+    assert "No epoch finished, so no checkpoint was kept." in str(_diverged(None))
+
+
+def test_library_messages_name_arguments_the_cli_names_flags(tmp_path):
+    with pytest.raises(experiment.LaunchError) as info:
+        experiment.Launch(coordinator_address="host:1", num_processes=2)
+    assert "--" not in str(info.value)
+    assert as_flags(str(info.value)) == (
+        "give all three of `--coordinator-address`, `--num-processes` and "
+        "`--process-id` (or none, on a cluster that JAX detects)."
+    )
+    assert as_flags("`epochs=5`, `workdir`, `unknown=1`") == (
+        "`--epochs 5`, `--out`, `unknown=1`"
     )

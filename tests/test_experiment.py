@@ -14,8 +14,8 @@ from _fake_data import fake_dataset, install_fake_datasets
 from conftest import run_python
 
 import jaxsoft.data
-from jaxsoft import checkpoint, experiment, train
-from jaxsoft.config import Config
+from jaxsoft import experiment, train
+from jaxsoft.experiment import Config, checkpoint
 from jaxsoft.train import minibatch
 
 
@@ -150,7 +150,7 @@ def test_a_run_killed_between_checkpoints_resumes_exactly(
 
 def test_an_existing_run_is_never_replaced_silently(fake_data, tmp_path):
     experiment.train_and_evaluate(_config(epochs=2), tmp_path, verbose=False)
-    with pytest.raises(experiment.RunError, match=r"--resume.*--overwrite"):
+    with pytest.raises(experiment.RunError, match=r"`resume=True`.*`overwrite=True`"):
         experiment.train_and_evaluate(_config(epochs=2), tmp_path, verbose=False)
     with pytest.raises(experiment.RunError, match="exclude each other"):
         experiment.train_and_evaluate(
@@ -164,7 +164,9 @@ def test_an_existing_run_is_never_replaced_silently(fake_data, tmp_path):
 
 def test_resume_keeps_the_runs_settings(fake_data, tmp_path):
     experiment.train_and_evaluate(_config(epochs=2), tmp_path, verbose=False)
-    with pytest.raises(experiment.RunError, match=r"--lr 0\.5 \(the checkpoint has"):
+    with pytest.raises(
+        experiment.RunError, match=r"`learning_rate=0\.5` \(the checkpoint has"
+    ):
         experiment.train_and_evaluate(
             _config(learning_rate=0.5), tmp_path, resume=True, verbose=False
         )
@@ -172,7 +174,7 @@ def test_resume_keeps_the_runs_settings(fake_data, tmp_path):
         experiment.train_and_evaluate(
             _config(epochs=4), tmp_path, resume=True, verbose=False
         )
-    with pytest.raises(experiment.RunError, match="--dataset wide"):
+    with pytest.raises(experiment.RunError, match="`dataset='wide'`"):
         experiment.train_and_evaluate(
             _config(dataset="wide"), tmp_path, resume=True, verbose=False
         )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxsoft.images import load_images
+from jaxsoft.experiment.images import load_images
 
 
 def stroke(size: int = 32) -> np.ndarray:

@@ -4,7 +4,7 @@ Each run is stopped (Ctrl-C, SIGTERM, twice, kill -9, two processes), then
 resumed with ``--resume``; the final parameters must equal those of one
 uninterrupted run bit for bit (within 1e-5 across a change of the number of
 processes), and stderr must hold jaxsoft's lines only. The workarounds of
-`jaxsoft._shutdown` are shown preventing their failures at the end.
+`jaxsoft.experiment.signals` are shown preventing their failures at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import jaxsoft.data
-from jaxsoft import checkpoint
+from jaxsoft.experiment import checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 100  # about 10 ms each on digits: signals land well before the end
@@ -207,9 +207,10 @@ def test_sigterm_during_saves_then_a_damaged_newest_checkpoint_falls_back(
 # functions; the rest is ``python -m jaxsoft train``.
 HOOKED = """
     import os, signal, sys
-    from jaxsoft import _training_run, checkpoint, cli
+    from jaxsoft import cli
+    from jaxsoft.experiment import checkpoint, training_run
     how, then = sys.argv[1], getattr(signal, sys.argv[2])
-    line, save = _training_run._metrics_line, checkpoint.Checkpointer.save
+    line, save = training_run._metrics_line, checkpoint.Checkpointer.save
     def metrics_line(record):
         if record.epoch == 3 and how == "twice":  # Ctrl-C in epoch 3
             os.kill(os.getpid(), signal.SIGINT)
@@ -218,10 +219,10 @@ HOOKED = """
         save(self, state, config)  # returns while orbax writes the arrays
         if state.epoch == 3 and how != "plots":  # the stop's save, or the first
             os.kill(os.getpid(), then)
-    _training_run._metrics_line = metrics_line
+    training_run._metrics_line = metrics_line
     checkpoint.Checkpointer.save = save_then_signal
     if how == "plots":  # Ctrl-C while the first plot is drawn, after training
-        from jaxsoft import plots
+        from jaxsoft.experiment import plots
         plot = plots.plot_history
         def plot_history(*args, **kwargs):
             os.kill(os.getpid(), then)
@@ -343,14 +344,15 @@ def test_a_two_process_run_killed_before_its_first_checkpoint_resumes(
         np.testing.assert_allclose(b, b_ref, atol=1e-5, rtol=0)
 
 
-# ------------------------------------------- jaxsoft._shutdown, jaxsoft._stop
+# ---------------------------------------------------- jaxsoft.experiment.signals
 
 UNFINISHED_SAVE = """
     import sys, jax, optax
-    from jaxsoft import _shutdown, checkpoint, model
-    from jaxsoft.records import TrainState
+    from jaxsoft import model
+    from jaxsoft.experiment import checkpoint, signals
+    from jaxsoft.train.records import TrainState
     if sys.argv[2] == "without":
-        _shutdown.finish_at_thread_shutdown = lambda callback: None
+        signals.finish_at_thread_shutdown = lambda callback: None
     w = jax.random.normal(jax.random.key(0), (1000, 1000))
     params = model.Params(W=w, b=jax.numpy.zeros(1000))
     state = TrainState(params, optax.adam(0.1).init(params), 1, jax.random.key(1))
@@ -386,7 +388,7 @@ def test_draining_event_loops_finish_pending_tasks_before_closing():
     "Event loop is closed"). Under the policy they finish first."""
     import asyncio
 
-    from jaxsoft import _shutdown
+    from jaxsoft.experiment import signals
 
     def close_with_a_pending_task() -> list[str]:
         finished = []
@@ -401,7 +403,7 @@ def test_draining_event_loops_finish_pending_tasks_before_closing():
         assert task.done() == bool(finished)
         return finished
 
-    with _shutdown.draining_event_loops():
+    with signals.draining_event_loops():
         assert close_with_a_pending_task() == ["slow"]
     before = asyncio.get_event_loop_policy()
     assert close_with_a_pending_task() == []  # the default: destroyed pending
@@ -410,13 +412,13 @@ def test_draining_event_loops_finish_pending_tasks_before_closing():
 
 TEARDOWN = """
     import atexit, sys
-    from jaxsoft import _shutdown
+    from jaxsoft.experiment import signals
     class Module:
         def __del__(self):
             print("teardown", flush=True)
     kept = Module()  # a module global: finalised by the interpreter's teardown
     atexit.register(print, "exit handler", flush=True)
-    _shutdown.quick_exit(3) if sys.argv[1] == "quick" else sys.exit(3)
+    signals.quick_exit(3) if sys.argv[1] == "quick" else sys.exit(3)
 """
 
 
@@ -444,7 +446,7 @@ def test_a_ctrl_c_swallowed_as_unraisable_is_raised_again():
     """A KeyboardInterrupt raised in a garbage-collector callback (JAX has
     one) is only printed ("Exception ignored in"), and the command went on;
     within `command_signals` it interrupts the code that runs next."""
-    from jaxsoft import _stop
+    from jaxsoft.experiment import signals
 
     class RaisesWhenCollected:
         def __del__(self) -> None:
@@ -452,7 +454,7 @@ def test_a_ctrl_c_swallowed_as_unraisable_is_raised_again():
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with pytest.raises(KeyboardInterrupt), _stop.command_signals(str):
+        with pytest.raises(KeyboardInterrupt), signals.command_signals(str):
             RaisesWhenCollected()  # collected at once: unraisable
             time.sleep(60)  # the signal's handler interrupts it
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
@@ -462,14 +464,14 @@ def test_a_ctrl_c_swallowed_as_unraisable_is_raised_again():
 
 def test_stop_requests_restore_the_previous_handlers():
     """Library code called from a notebook must not keep its handlers."""
-    from jaxsoft import _stop
+    from jaxsoft.experiment import signals
 
     def mine(signum, frame):
         raise AssertionError("not called")
 
     previous = signal.signal(signal.SIGINT, mine)
     try:
-        with _stop.StopRequests() as stop:
+        with signals.StopRequests() as stop:
             assert signal.getsignal(signal.SIGINT) == stop._handle
             signal.raise_signal(signal.SIGTERM)  # only recorded
             assert stop.requested == "SIGTERM" and stop.agreed()

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import jaxsoft.data
-from jaxsoft import checkpoint
+from jaxsoft.experiment import checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
@@ -142,7 +142,7 @@ def test_bad_launches_fail_fast_with_one_line(data_dir, tmp_path):
         text=True,
     )
     assert out_of_range.returncode == 2
-    assert "--process-id 2 is out of range" in _one_error_line(out_of_range.stderr)
+    assert "`--process-id 2` is out of range" in _one_error_line(out_of_range.stderr)
 
     no_coordinator = subprocess.run(
         _train(

@@ -1,4 +1,4 @@
-"""Tests of jaxsoft.plots: each figure is a valid PNG of a sensible size."""
+"""Tests of jaxsoft.experiment.plots: each figure is a valid PNG of a sensible size."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import jaxsoft as js
-from jaxsoft import plots
+from jaxsoft.experiment import plots
 from jaxsoft.train import EpochRecord
 
 

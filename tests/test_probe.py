@@ -19,8 +19,8 @@ from sklearn.linear_model import LogisticRegression
 
 import jaxsoft as js
 from jaxsoft import probe
+from jaxsoft.cli import probe as command
 from jaxsoft.exact import inputs, solver
-from jaxsoft.probe import command
 from jaxsoft.probe.sweep import _fold_ids
 
 D, Q = 5, 6

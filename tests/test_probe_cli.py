@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxsoft import probe
-from jaxsoft.probe import command
+from jaxsoft.cli import probe as command
 
 D, Q = 5, 3
 L2 = [1e-3, 1e-2, 1e-1]

@@ -1,4 +1,4 @@
-"""Tests of jaxsoft.run_folder: the run lock and the history file."""
+"""Tests of jaxsoft.experiment.run_folder: the run lock and the history file."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from jaxsoft.records import EpochRecord
-from jaxsoft.run_folder import RunFolder, RunFolderError, RunLockedError
+from jaxsoft.experiment.run_folder import RunFolder, RunFolderError, RunLockedError
+from jaxsoft.train.records import EpochRecord
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ def _hold_lock(path: Path) -> subprocess.Popen:
     script = textwrap.dedent(
         f"""
         import sys, time
-        from jaxsoft.run_folder import RunFolder
+        from jaxsoft.experiment.run_folder import RunFolder
         with RunFolder({str(path)!r}).lock():
             print("locked", flush=True)
             time.sleep(60)

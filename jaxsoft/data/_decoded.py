@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from jaxsoft._digest import array_record
+from jaxsoft.data._digest import array_record
 
 __all__ = ["FOLDER", "read", "write"]
 
 FOLDER = "jaxsoft-decoded"
-_FORMAT = 2  # 2: arrays described by jaxsoft._digest
+_FORMAT = 2  # 2: arrays described by jaxsoft.data._digest
 
 
 def _folder(data_dir: str | os.PathLike[str]) -> Path:

@@ -11,11 +11,10 @@ through `jaxsoft.validation`, before anything is compiled):
   confusion over every example, in one compiled pass over fixed-size chunks.
 
 Optimizers and schedules by name live in `optimizers`; the errors in
-`errors`; the state and records in `jaxsoft.records`. Nothing here is
+`errors`; the state and records in `jaxsoft.train.records`. Nothing here is
 device-specific: the same code runs on CPU, GPU and TPU.
 """
 
-from jaxsoft.records import EpochRecord, Evaluation, TrainState
 from jaxsoft.train.errors import TrainingDiverged, TrainingError
 from jaxsoft.train.evaluation import evaluate
 from jaxsoft.train.lbfgs import LbfgsInfo, solve_lbfgs
@@ -32,6 +31,7 @@ from jaxsoft.train.optimizers import (
     make_optimizer,
     make_schedule,
 )
+from jaxsoft.train.records import EpochRecord, Evaluation, TrainState
 
 __all__ = [
     "OPTIMIZERS",

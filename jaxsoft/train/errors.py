@@ -5,9 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from jaxsoft.errors import JaxsoftError
-from jaxsoft.records import EpochRecord, TrainState
+from jaxsoft.train.records import EpochRecord, TrainState
 
-__all__ = ["TrainingDiverged", "TrainingError"]
+__all__ = ["TrainingDiverged", "TrainingError", "divergence_advice"]
+
+
+def divergence_advice(learning_rate: float | None) -> str:
+    """What to do when training diverged (the one home of this advice)."""
+    if learning_rate is None:
+        rate, smaller = "The learning rate", "a smaller one (e.g. 10x smaller)"
+    else:
+        rate = f"The learning rate {learning_rate:g}"
+        smaller = f"a smaller one (e.g. `learning_rate={learning_rate / 10:g}`)"
+    return (
+        f"{rate} is probably too large for this data: try {smaller}, another "
+        "optimizer (adam), or a stronger L2."
+    )
 
 
 class TrainingError(JaxsoftError, RuntimeError):
@@ -39,14 +52,8 @@ class TrainingDiverged(TrainingError):  # noqa: N818 (the name the API promises)
         self.learning_rate = learning_rate
         self.last_good = last_good
         self.history = list(history)
-        rate = (
-            "the learning rate"
-            if learning_rate is None
-            else f"the learning rate {learning_rate:g}"
-        )
         super().__init__(
             f"training diverged in epoch {epoch}: the mean training loss is "
-            f"{loss} (not finite), so the parameters overflowed. {rate[0].upper()}"
-            f"{rate[1:]} is probably too large for this data: try a smaller one "
-            "(e.g. 10x smaller), another optimizer (adam), or stronger L2."
+            f"{loss} (not finite), so the parameters overflowed. "
+            + divergence_advice(learning_rate)
         )

@@ -13,7 +13,7 @@ from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxsoft import compiling, losses, metrics, model, sharding, validation, weights
-from jaxsoft.records import Evaluation
+from jaxsoft.train.records import Evaluation
 
 __all__ = [
     "CALIBRATION_BINS",

@@ -16,10 +16,10 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxsoft import compiling, metrics, model, objective, sharding, validation, weights
-from jaxsoft.records import EpochRecord, TrainState
 from jaxsoft.train import evaluation
 from jaxsoft.train.errors import TrainingDiverged
 from jaxsoft.train.optimizers import init_state, make_optimizer
+from jaxsoft.train.records import EpochRecord, TrainState
 
 __all__ = ["FitResult", "epoch_permutation", "fit", "initial_state", "total_steps"]
 
@@ -246,7 +246,7 @@ def fit(
     examples (`epoch_permutation` of ``key`` and the epoch, drawn on the
     host); a step is `jax.value_and_grad` -> ``optimizer.update`` ->
     `optax.apply_updates`. The hyperparameter defaults are defined here;
-    `jaxsoft.config.Config` (``jaxsoft train``) reads them from this signature.
+    `jaxsoft.experiment.Config` (``jaxsoft train``) reads them from this signature.
 
     Sample weights: batch b of B rows minimises
     ``sum_{i in b} w_i CE_i / (B * sum(w) / n) + (l2 / 2) ||W||^2``, the

@@ -24,7 +24,7 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "adabelief": lambda lr: optax.adabelief(lr),
     "lion": lambda lr: optax.lion(lr),
 }
-"""Optimizer names accepted by `make_optimizer` (and the CLI's --optimizer)."""
+"""Optimizer names accepted by `make_optimizer` (and by `Config.optimizer`)."""
 
 SCHEDULES = ("constant", "cosine", "warmup-cosine", "linear")
 """Learning-rate schedule names accepted by `make_optimizer`."""

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxsoft import distributed
+from jaxsoft.cli.flags import add_launch_flags, launch_from_args
 from jaxsoft.exact.solver import Progress
+from jaxsoft.experiment import distributed, signals
 from jaxsoft.probe import report
 from jaxsoft.probe.features import (
     ProbeInputError,
@@ -80,7 +81,7 @@ def add_parser(subparsers: Any) -> None:
         help="stream features larger than this through the device",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    distributed.add_launch_flags(parser)
+    add_launch_flags(parser)
 
 
 def _load(paths: list[str] | None, split: str) -> tuple[Any, Any] | None:
@@ -187,7 +188,7 @@ def _print_table(res: SweepResult, table: list[dict[str, Any]], out: Path) -> No
     )
 
 
-INTERRUPTED = 130  # the shell's exit code for SIGINT
+INTERRUPTED = signals.EXIT_INTERRUPTED
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    distributed.initialize(distributed.Launch.from_args(args))
+    distributed.initialize(launch_from_args(args))
     train = _load(args.train, "train")
     val = _load(args.val, "val")
     _check_classes(train, val)

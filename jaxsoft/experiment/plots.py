@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from jaxsoft import model
-from jaxsoft.records import EpochRecord
+from jaxsoft.train.records import EpochRecord
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

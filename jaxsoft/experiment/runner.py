@@ -1,4 +1,4 @@
-"""The whole experiment as library calls: train, evaluate, predict.
+"""The whole experiment as three library calls: train, evaluate, predict.
 
 `train_and_evaluate(config, workdir)` does everything ``jaxsoft train`` does:
 load the dataset (validated once, as a `jaxsoft.data.Dataset`), initialise or
@@ -6,9 +6,6 @@ resume, fit with periodic orbax checkpoints, write ``metrics.jsonl``, evaluate
 the test split, draw the plots and write ``summary.json``. The CLI and the
 notebooks only build a `Config` and call it; they hold no pipeline of their
 own.
-
->>> from jaxsoft.experiment import Config, train_and_evaluate
->>> summary = train_and_evaluate(Config(epochs=2), "/tmp/run")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,12 +19,13 @@ from typing import Any
 
 import jax
 
-from jaxsoft import checkpoint, distributed, model, sharding, validation
-from jaxsoft._training_run import RunDivergedError, RunError, TrainingRun
-from jaxsoft.config import RUN_DEFINING, Config, flags
-from jaxsoft.distributed import Launch
-from jaxsoft.records import Evaluation
-from jaxsoft.run_folder import RunFolder
+from jaxsoft import model, sharding, validation
+from jaxsoft.experiment import checkpoint, distributed
+from jaxsoft.experiment.config import RUN_DEFINING, Config
+from jaxsoft.experiment.distributed import Launch
+from jaxsoft.experiment.run_folder import RunFolder
+from jaxsoft.experiment.training_run import RunDivergedError, RunError, TrainingRun
+from jaxsoft.train.records import Evaluation
 
 __all__ = [
     "Config",
@@ -53,8 +51,8 @@ def _resumed_config(config: Config, saved: Config, explicit: set[str]) -> Config
         those that define the run must equal the saved ones.
     """
     conflicts = [
-        f"{flags(name)[0]} {getattr(config, name)} (the checkpoint has "
-        f"{getattr(saved, name)})"
+        f"`{name}={getattr(config, name)!r}` (the checkpoint has "
+        f"{getattr(saved, name)!r})"
         for name in RUN_DEFINING
         if name in explicit and getattr(config, name) != getattr(saved, name)
     ]
@@ -62,14 +60,14 @@ def _resumed_config(config: Config, saved: Config, explicit: set[str]) -> Config
         raise RunError(
             "resuming continues the run saved in the checkpoint with its own "
             "settings, but these differ: " + ", ".join(conflicts) + ". Drop "
-            "them, or start a new run (--overwrite or another output folder)."
+            "them, or start a new run (`overwrite=True` or another `workdir`)."
         )
     epochs = config.epochs if "epochs" in explicit else saved.epochs
     if epochs != saved.epochs and saved.schedule != "constant":
         raise RunError(
-            f"--epochs {epochs} differs from the checkpoint's {saved.epochs}, but "
+            f"`epochs={epochs}` differs from the checkpoint's {saved.epochs}, but "
             f"its {saved.schedule!r} learning-rate schedule depends on the number "
-            "of epochs; only a run with --schedule constant can be extended."
+            "of epochs; only a run with `schedule='constant'` can be extended."
         )
     keep = {name: getattr(saved, name) for name in RUN_DEFINING}
     return dataclasses.replace(config, **keep, epochs=epochs)
@@ -83,7 +81,9 @@ def _check_new_or_resumed(
     ``config.json`` with epoch 0 (the run starts again). Refuses to clobber a
     run."""
     if resume and overwrite:
-        raise RunError("resume and overwrite exclude each other: choose one.")
+        raise RunError(
+            "`resume=True` and `overwrite=True` exclude each other: choose one."
+        )
     if resume:
         if folder.has_checkpoints():
             with checkpoint.Checkpointer(folder.checkpoints) as ckpt:
@@ -92,9 +92,9 @@ def _check_new_or_resumed(
         stored = folder.read_config()
         if stored is None:
             instead = (
-                "start afresh with --overwrite"
+                "start afresh with `overwrite=True`"
                 if folder.has_checkpoints()
-                else "train without --resume"
+                else "train without `resume=True`"
             )
             raise RunError(
                 f"there is no checkpoint to resume from in {folder.checkpoints} "
@@ -105,7 +105,8 @@ def _check_new_or_resumed(
     if folder.has_checkpoints() and not overwrite:
         raise RunError(
             f"{folder.path} already holds a run's checkpoints. Resume it "
-            "(--resume), replace it (--overwrite), or choose another output folder."
+            "(`resume=True`), replace it (`overwrite=True`), or choose another "
+            "`workdir`."
         )
     return None
 
@@ -174,7 +175,7 @@ def train_and_evaluate(
         differs from `Config`'s defaults.
       verbose: print one line per epoch and a progress bar (on a terminal).
       launch: how this process joins a multi-process run
-        (`jaxsoft.distributed.Launch`); None for one process. Every process
+        (`jaxsoft.experiment.distributed.Launch`); None for one process. Every process
         calls this function with the same arguments; process 0 writes the
         files, all of them compute and checkpoint.
 
@@ -185,12 +186,13 @@ def train_and_evaluate(
     Raises:
       RunError: the folder holds a run and neither resume nor overwrite was
         asked, or the resumed run's settings or dataset do not match.
-      jaxsoft._stop.RunInterrupted: (a KeyboardInterrupt) the first SIGINT or
-        SIGTERM stopped the run after an epoch, whose checkpoint is saved.
+      jaxsoft.experiment.signals.RunInterrupted: (a KeyboardInterrupt) the
+        first SIGINT or SIGTERM stopped the run after an epoch, whose
+        checkpoint is saved.
       RunDivergedError: the loss became NaN or infinite (the last good state is
         checkpointed; the error says how good it is).
-      jaxsoft.run_folder.RunLockedError: another process writes there.
-      jaxsoft.data.DatasetError, jaxsoft.checkpoint.CheckpointError: the
+      jaxsoft.experiment.run_folder.RunLockedError: another process writes there.
+      jaxsoft.data.DatasetError, jaxsoft.experiment.checkpoint.CheckpointError: the
         dataset or the checkpoint cannot be read.
     """
     distributed.initialize(launch or Launch())
@@ -213,13 +215,13 @@ def train_and_evaluate(
         dataset = _load_dataset(config, saved)
         if config.batch_size > len(dataset.x_train):
             raise RunError(
-                f"batch_size {config.batch_size} is larger than the "
+                f"`batch_size={config.batch_size}` is larger than the "
                 f"{len(dataset.x_train)} training examples of {dataset.name!r}."
             )
         try:
             sharding.check_batch_size(config.batch_size, sharding.resolve_mesh())
         except ValueError as err:
-            raise RunError(f"--batch-size: {err}") from None
+            raise RunError(f"`batch_size={config.batch_size}`: {err}") from None
         distributed.barrier("jaxsoft: every process checked its inputs")
         run = TrainingRun(config, dataset, folder, verbose, writer=writer)
         state, history = run.start(saved is not None and saved["epoch"] > 0)
@@ -311,13 +313,13 @@ def predict_files(
       checkpoint_path: a run folder or its ``checkpoints/`` folder.
       image_paths: PNG/JPEG/... files; resized and scaled like the data.
       top: how many classes per image.
-      invert: "auto", "yes" or "no" (see `jaxsoft.images.load_images`).
+      invert: "auto", "yes" or "no" (see `jaxsoft.experiment.images.load_images`).
       on_each: called with each `Prediction` as it is made.
 
     Returns:
       One `Prediction` per file.
     """
-    from jaxsoft import images
+    from jaxsoft.experiment import images
 
     top = validation.positive_int("top", top)
     params, meta = checkpoint.load_params(checkpoint_path)

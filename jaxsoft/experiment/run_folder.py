@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxsoft.errors import JaxsoftError
-from jaxsoft.records import EpochRecord
+from jaxsoft.train.records import EpochRecord
 
 __all__ = ["RunFolder", "RunFolderError", "RunLockedError"]
 
@@ -139,7 +139,7 @@ class RunFolder:
                     self.path.rmdir()
 
     def clear(self) -> None:
-        """Deletes a previous run's checkpoints and outputs (for --overwrite)."""
+        """Deletes a previous run's checkpoints and outputs (for ``overwrite=True``)."""
         for folder in (self.checkpoints, self.path / DAMAGED):
             if folder.exists():
                 shutil.rmtree(folder)

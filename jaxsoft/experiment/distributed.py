@@ -1,20 +1,17 @@
 """Several processes (hosts) training one model, through `jax.distributed`.
 
-Every process runs the same command with its own ``process_id``; together
-their devices form one mesh, and the trainer's arrays span all of them.
-Process 0 writes the run's files (``metrics.jsonl``, plots, summary); every
-process takes part in computing and checkpointing.
-
-    jaxsoft train --coordinator-address 10.0.0.1:1234 --num-processes 2 --process-id 0
-    jaxsoft train --coordinator-address 10.0.0.1:1234 --num-processes 2 --process-id 1
-
-On a cluster that JAX detects (SLURM, a Cloud TPU pod, ...) the three flags
-may be omitted. On CPUs the collectives run over gloo.
+Every process makes the same calls with its own `Launch` (the same
+``coordinator_address`` and ``num_processes``, its own ``process_id``);
+together their devices form one mesh, and the trainer's arrays span all of
+them. Process 0 writes the run's files (``metrics.jsonl``, plots, summary);
+every process takes part in computing and checkpointing. On a cluster that
+JAX detects (SLURM, a Cloud TPU pod, ...) the three may be omitted. On CPUs
+the collectives run over gloo. The command line's flags for a `Launch` are in
+`jaxsoft.cli.launch`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import socket
@@ -29,7 +26,6 @@ from jaxsoft.errors import JaxsoftError
 __all__ = [
     "Launch",
     "LaunchError",
-    "add_launch_flags",
     "barrier",
     "initialize",
     "is_writer",
@@ -67,8 +63,8 @@ class Launch:
         ]
         if any(given) and not all(given):
             raise LaunchError(
-                "give all three of --coordinator-address, --num-processes and "
-                "--process-id (or none, on a cluster that JAX detects)."
+                "give all three of `coordinator_address`, `num_processes` and "
+                "`process_id` (or none, on a cluster that JAX detects)."
             )
         validation.positive_int("timeout_s", self.timeout_s)
         if not all(given):
@@ -76,26 +72,16 @@ class Launch:
         host, _, port = str(self.coordinator_address).rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise LaunchError(
-                f"--coordinator-address must be HOST:PORT, got "
+                f"`coordinator_address` must be HOST:PORT, got "
                 f"{self.coordinator_address!r}."
             )
         count = validation.positive_int("num_processes", self.num_processes)
         index = validation.non_negative_int("process_id", self.process_id)
         if index >= count:
             raise LaunchError(
-                f"--process-id {index} is out of range for --num-processes "
-                f"{count}: use 0 .. {count - 1}."
+                f"`process_id={index}` is out of range for "
+                f"`num_processes={count}`: use 0 .. {count - 1}."
             )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Launch:
-        """The launch of flags added by `add_launch_flags` (absent ones: None)."""
-        return cls(
-            getattr(args, "coordinator_address", None),
-            getattr(args, "num_processes", None),
-            getattr(args, "process_id", None),
-            getattr(args, "launch_timeout", 60),
-        )
 
     @property
     def requested(self) -> bool:
@@ -103,39 +89,6 @@ class Launch:
         if self.num_processes is not None:
             return self.num_processes > 1
         return any(name in os.environ for name in CLUSTER_VARIABLES)
-
-
-def _parse_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def add_launch_flags(parser: argparse.ArgumentParser) -> None:
-    """Adds the flags of `Launch` (``--coordinator-address`` ...) to ``parser``.
-
-    One definition for every command that runs in several processes
-    (``jaxsoft train``, ``jaxsoft probe``); `Launch.from_args` reads them.
-    """
-    processes = parser.add_argument_group(
-        "several processes (one per host; see jaxsoft.distributed)"
-    )
-    processes.add_argument(
-        "--coordinator-address", help="HOST:PORT of process 0 (all processes)"
-    )
-    processes.add_argument(
-        "--num-processes", type=_parse_int, help="how many processes take part"
-    )
-    processes.add_argument(
-        "--process-id", type=_parse_int, help="this process's index, 0 .. N-1"
-    )
-    processes.add_argument(
-        "--launch-timeout",
-        type=_parse_int,
-        default=60,
-        help="seconds to wait for the other processes (default: 60)",
-    )
 
 
 def _check_coordinator(launch: Launch) -> None:
@@ -154,7 +107,7 @@ def _check_coordinator(launch: Launch) -> None:
             except OSError as err:
                 raise LaunchError(
                     f"process 0 cannot listen on port {address[1]} for "
-                    f"--coordinator-address {launch.coordinator_address}: {err}. "
+                    f"`coordinator_address={launch.coordinator_address!r}`: {err}. "
                     "Choose a free port (the same for every process)."
                 ) from None
         return
@@ -169,8 +122,8 @@ def _check_coordinator(launch: Launch) -> None:
                     f"process {launch.process_id}: no coordinator answered at "
                     f"{launch.coordinator_address} within {launch.timeout_s} s "
                     f"({err}). Start process 0 with the same "
-                    "--coordinator-address (its host and a free port), or raise "
-                    "--launch-timeout."
+                    "`coordinator_address` (its host and a free port), or raise "
+                    "`timeout_s`."
                 ) from None
             time.sleep(0.2)
 
@@ -202,8 +155,8 @@ def initialize(launch: Launch) -> None:
         raise LaunchError(
             f"process {launch.process_id} of {launch.num_processes} could not join "
             f"the coordinator at {launch.coordinator_address}: {text}. Check that "
-            "every process was started with the same --coordinator-address and "
-            "--num-processes."
+            "every process was started with the same `coordinator_address` and "
+            "`num_processes`."
         ) from None
     if launch.num_processes is not None:
         _check_agreement(launch.num_processes)
@@ -216,7 +169,7 @@ def _check_agreement(num_processes: int) -> None:
     told = np.asarray(multihost_utils.process_allgather(np.int32(num_processes)))
     if (told != jax.process_count()).any():
         raise LaunchError(
-            "the processes were started with different --num-processes "
+            "the processes were started with different `num_processes` "
             f"({', '.join(str(int(n)) for n in told)}, one per process); "
             f"{jax.process_count()} joined. Start each with the same value."
         )

@@ -23,16 +23,18 @@ from typing import Any, TypeVar
 import jax
 import numpy as np
 
-from jaxsoft import _shutdown, model
-from jaxsoft._digest import array_record
+from jaxsoft import model
+from jaxsoft.data._digest import array_record
 from jaxsoft.errors import JaxsoftError
-from jaxsoft.records import TrainState
+from jaxsoft.experiment import signals
+from jaxsoft.train.records import TrainState
 
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
     "Checkpointer",
     "CorruptCheckpointError",
+    "complete_epochs",
     "find_checkpoint_dir",
     "load_params",
 ]
@@ -76,7 +78,7 @@ def _ocp() -> Any:
         )
         # At exit, finish pending saves before concurrent.futures refuses new
         # work ("cannot schedule new futures after interpreter shutdown").
-        _shutdown.finish_at_thread_shutdown(
+        signals.finish_at_thread_shutdown(
             lambda: [c.close() for c in list(_UNFINISHED)]
         )
     return ocp
@@ -192,8 +194,7 @@ class Checkpointer:
 
     def epochs(self) -> list[int]:
         """The epochs of the complete checkpoints, ascending."""
-        self._manager.reload()
-        return sorted(self._manager.all_steps())
+        return complete_epochs(self.directory)
 
     def latest_epoch(self) -> int | None:
         """The epoch of the newest complete checkpoint, or None."""
@@ -246,7 +247,7 @@ class Checkpointer:
         """Orbax's restore of ``items``; any failure means damaged files."""
         ocp = _ocp()
         try:
-            with _shutdown.draining_event_loops():
+            with signals.draining_event_loops():
                 return self._manager.restore(epoch, args=ocp.args.Composite(**items))
         except Exception as err:
             what = f"its {', '.join(items)} cannot be read ({type(err).__name__})"
@@ -358,24 +359,37 @@ def _verify(where: Path, saved: dict[str, Any], arrays: dict[str, Any]) -> None:
             raise _corrupt(where, f"its {name} holds NaN or inf")
 
 
+def complete_epochs(directory: str | os.PathLike[str]) -> list[int]:
+    """The epochs of the complete checkpoints in ``directory``, ascending: the
+    folders named by an epoch alone (orbax writes a save into a temporary
+    folder and renames it when done). Reads folder names only, so it needs
+    neither orbax nor a `Checkpointer`."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        int(c.name) for c in folder.iterdir() if c.name.isdigit() and c.is_dir()
+    )
+
+
 def find_checkpoint_dir(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint folder of ``path``: a run's --out folder or its
+    """The checkpoint folder of ``path``: a run's folder (``workdir``) or its
     checkpoints/ folder; `CheckpointError` if neither holds a checkpoint."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist.")
     for candidate in (path / "checkpoints", path):
-        if any(c.is_dir() and c.name.isdigit() for c in candidate.glob("*")):
+        if complete_epochs(candidate):
             return candidate
     raise CheckpointError(
-        f"no checkpoint found in {path} (expected a training run's --out folder, "
+        f"no checkpoint found in {path} (expected a training run's folder, "
         "or its checkpoints/ folder)."
     )
 
 
 def load_params(path: str | os.PathLike[str]) -> tuple[model.Params, dict[str, Any]]:
     """The `Params` and metadata of the latest checkpoint under ``path`` (a
-    run's --out folder or its checkpoints/ folder); ``meta["config"]`` is the
+    run's folder or its checkpoints/ folder); ``meta["config"]`` is the
     run's configuration, ``meta["epoch"]`` the checkpoint's epoch."""
     with Checkpointer(find_checkpoint_dir(path), async_save=False) as checkpointer:
         return checkpointer.restore_params()

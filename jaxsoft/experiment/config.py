@@ -1,17 +1,18 @@
 """`Config`: every setting of a training run, checked before any data is loaded.
 
-The CLI derives its ``jaxsoft train`` flags from the fields below (their help
-text is in each field's metadata), and the notebooks and tests build a
-`Config`. A hyperparameter's default lives beside the function that uses it
-and is read from there: `jaxsoft.train.fit`'s signature (epochs, batch size,
-optimizer, learning rate, schedule, L2, evaluation chunk) and
-`jaxsoft.checkpoint.Checkpointer`'s (checkpoints kept). The settings of the
-run itself (dataset, seed, checkpoint interval, folders) have theirs here.
-Values are checked when a `Config` is made; a bad one raises `ConfigError`,
-which names the field.
+The CLI derives its ``jaxsoft train`` flags from the fields below (their
+help text is in each field's metadata; `jaxsoft.cli.flags` names them), and
+the notebooks and tests build a `Config`. A hyperparameter's default lives
+beside the function that uses it and is read from there:
+`jaxsoft.train.fit`'s signature (epochs, batch size, optimizer, learning
+rate, schedule, L2, evaluation chunk) and
+`jaxsoft.experiment.checkpoint.Checkpointer`'s (checkpoints kept). The
+settings of the run itself (dataset, seed, checkpoint interval, folders)
+have theirs here. Values are checked when a `Config` is made; a bad one
+raises `ConfigError`, which names the field.
 
 The arrows point down: this module imports `jaxsoft.train` and
-`jaxsoft.checkpoint` and neither of them imports it.
+`jaxsoft.experiment.checkpoint` and neither of them imports it.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from jaxsoft import checkpoint, train, validation
+from jaxsoft import train, validation
 from jaxsoft.errors import JaxsoftError
+from jaxsoft.experiment import checkpoint
 from jaxsoft.train import optimizers
 
-__all__ = ["RUN_DEFINING", "Config", "ConfigError", "flags"]
+__all__ = ["RUN_DEFINING", "Config", "ConfigError"]
 
 
 class ConfigError(JaxsoftError, ValueError):
@@ -50,15 +52,13 @@ def _default(function: Callable[..., Any], name: str) -> Any:
     return inspect.signature(function).parameters[name].default
 
 
-def _field(default: Any, help: str, *, flags: tuple[str, ...] = (), run: bool = False):
-    """A dataclass field with the CLI's help text and flags in its metadata.
+def _field(default: Any, help: str, *, run: bool = False):
+    """A dataclass field with its help text (for the CLI) in its metadata.
 
     ``run=True`` marks a setting that defines the run: resuming with another
     value is refused.
     """
-    return dataclasses.field(
-        default=default, metadata={"help": help, "flags": flags, "run": run}
-    )
+    return dataclasses.field(default=default, metadata={"help": help, "run": run})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +66,13 @@ class Config:
     """The settings of one training run (`jaxsoft.experiment.train_and_evaluate`).
 
     Example:
-      >>> from jaxsoft.config import Config
+      >>> from jaxsoft.experiment import Config
       >>> Config(epochs=5).batch_size
       32
       >>> Config(l2=-1.0)
       Traceback (most recent call last):
       ...
-      jaxsoft.config.ConfigError: l2 must be a finite number >= 0, got -1.0.
+      jaxsoft.experiment.ConfigError: l2 must be a finite number >= 0, got -1.0.
     """
 
     dataset: str = _field(
@@ -88,7 +88,6 @@ class Config:
     learning_rate: float = _field(
         _default(train.fit, "learning_rate"),
         "(peak) learning rate",
-        flags=("--lr", "--learning-rate"),
         run=True,
     )
     schedule: str = _field(
@@ -164,12 +163,6 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "eval_chunk_size": validation.positive_int,
 }
 """Each checked field's check, ``check(name, value) -> value``, in order."""
-
-
-def flags(name: str) -> tuple[str, ...]:
-    """The command-line flags of a `Config` field, e.g. ("--lr", ...)."""
-    field = next(f for f in dataclasses.fields(Config) if f.name == name)
-    return field.metadata["flags"] or ("--" + name.replace("_", "-"),)
 
 
 RUN_DEFINING: tuple[str, ...] = tuple(

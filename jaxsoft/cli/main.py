@@ -5,7 +5,7 @@
     jaxsoft predict --checkpoint runs/digits digit.png
 
 This module holds no math and no pipeline: ``train``'s flags are derived from
-the fields of `jaxsoft.config.Config` (their defaults and help text live
+the fields of `jaxsoft.experiment.Config` (their defaults and help text live
 there), and each command calls one function of `jaxsoft.experiment`. Mistakes
 in arguments or inputs print one line and exit with code 2; a diverged run
 exits with code 1; an interrupted one with 130.
@@ -17,22 +17,30 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from jaxsoft import _stop
+from jaxsoft.cli.flags import (
+    add_launch_flags,
+    as_flags,
+    config_flags,
+    launch_from_args,
+    parse_float,
+    parse_int,
+)
 from jaxsoft.compile_cache import enable_default_cache
-from jaxsoft.config import Config, ConfigError
-from jaxsoft.config import flags as config_flags
 from jaxsoft.errors import JaxsoftError
+from jaxsoft.experiment import signals
+from jaxsoft.experiment.config import Config, ConfigError
 
 __all__ = ["main"]
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = signals.EXIT_INTERRUPTED
 
 
 class UsageError(JaxsoftError):
@@ -46,26 +54,12 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message}\n\n{self.format_usage().strip()}")
 
 
-def _parse_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def _parse_float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per `Config` field; its default stays None (= not given)."""
     from jaxsoft.train import OPTIMIZERS, SCHEDULES
 
     choices = {"optimizer": sorted(OPTIMIZERS), "schedule": SCHEDULES}
-    parsers = {"int": _parse_int, "float": _parse_float}
+    parsers = {"int": parse_int, "float": parse_float}
     for field in dataclasses.fields(Config):
         default = field.default
         parser.add_argument(
@@ -79,8 +73,6 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train(commands: Any) -> None:
-    from jaxsoft.distributed import add_launch_flags
-
     train = commands.add_parser(
         "train",
         help="train a model, writing checkpoints, metrics and plots",
@@ -124,7 +116,7 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("--checkpoint", required=True, help="a run's --out folder")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files")
     predict.add_argument(
-        "--top", type=_parse_int, default=3, help="classes to show (default: 3)"
+        "--top", type=parse_int, default=3, help="classes to show (default: 3)"
     )
     predict.add_argument(
         "--invert",
@@ -136,7 +128,7 @@ def _add_predict(commands: Any) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from jaxsoft.probe import command as probe_command
+    from jaxsoft.cli import probe as probe_command
 
     parser = _ArgumentParser(
         prog="jaxsoft",
@@ -179,15 +171,16 @@ def _config_from_args(args: argparse.Namespace) -> tuple[Config, list[str]]:
     try:
         return Config(**given), sorted(given)
     except ConfigError as err:
-        raise UsageError(f"{config_flags(err.field)[0]}: {err}") from None
+        raise UsageError(
+            f"{config_flags(err.field)[0]}: {as_flags(str(err))}"
+        ) from None
 
 
 def _command_train(args: argparse.Namespace) -> int:
     from jaxsoft import experiment
-    from jaxsoft.distributed import Launch
 
     config, explicit = _config_from_args(args)
-    launch = Launch.from_args(args)
+    launch = launch_from_args(args)
     _check_folder_option("--data-dir", config.data_dir, must_exist=False)
     _check_folder_option("--manual-dir", config.manual_dir, must_exist=True)
     out = args.out or f"runs/{config.dataset}"
@@ -203,32 +196,14 @@ def _command_train(args: argparse.Namespace) -> int:
             launch=launch,
         )
     except experiment.RunDivergedError as err:
-        print(f"jaxsoft: error: {_diverged_message(err)}", file=sys.stderr)
+        print(f"jaxsoft: error: {as_flags(str(err))}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
 
-def _diverged_message(err: Any) -> str:
-    """The advice for a `RunDivergedError`, from its attributes."""
-    record, rate = err.kept_record, err.learning_rate
-    kept = "No epoch finished, so no checkpoint was kept."
-    if record is not None:
-        kept = (
-            f"Kept the checkpoint of epoch {record.epoch}, the last good one, in "
-            f"{err.checkpoints}: test loss {record.test_loss:.4g}, test accuracy "
-            f"{record.test_accuracy:.4f}."
-        )
-    return (
-        f"training diverged in epoch {err.epoch}: the mean training loss is "
-        f"{err.loss} (not finite). The learning rate {rate:g} ({err.optimizer}, "
-        f"{err.schedule} schedule) is probably too large for this data. {kept} "
-        f"Train again with a smaller --lr (e.g. {rate / 10:g}) and --overwrite."
-    )
-
-
 def _command_evaluate(args: argparse.Namespace) -> int:
     from jaxsoft import experiment
-    from jaxsoft.evaluation_table import format_evaluation
+    from jaxsoft.cli.evaluation_table import format_evaluation
 
     if args.json:
         _check_output_file("--json", args.json)
@@ -266,7 +241,7 @@ def _command_predict(args: argparse.Namespace) -> int:
 
 
 def _command_probe(args: argparse.Namespace) -> int:
-    from jaxsoft.probe import command as probe_command
+    from jaxsoft.cli import probe as probe_command
 
     return probe_command.run(args)
 
@@ -283,11 +258,40 @@ def run() -> NoReturn:
 
     Once `main` has returned (every file closed, every checkpoint written),
     the exit handlers run and the process ends without tearing down each
-    module and XLA's runtime one by one (`jaxsoft._shutdown.quick_exit`).
+    module and XLA's runtime one by one (`jaxsoft.experiment.signals.quick_exit`).
     """
-    from jaxsoft._shutdown import quick_exit
+    from jaxsoft.experiment.signals import quick_exit
 
     quick_exit(main())
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The ``jaxsoft train`` command line ``argv`` (without the program name)
+    that resumes its run: ``--overwrite`` dropped, ``--resume`` added."""
+    kept = [a for a in argv if a != "--overwrite"]
+    return shlex.join(["jaxsoft", *kept, *([] if "--resume" in kept else ["--resume"])])
+
+
+def interrupted_message(
+    out: str | os.PathLike[str], resume: str, how: str = "interrupted"
+) -> str:
+    """The one line an interrupted ``jaxsoft train`` prints: ``how`` it
+    ended, the newest complete checkpoint in ``out`` and ``resume`` (the
+    command that continues from it), or what ``resume`` does without one."""
+    from jaxsoft.experiment.checkpoint import complete_epochs
+
+    epochs = complete_epochs(Path(out) / "checkpoints")
+    if epochs:
+        return (
+            f"jaxsoft: {how}; the checkpoint of epoch {epochs[-1]} is saved "
+            f"in {Path(out) / 'checkpoints'}: `{resume}` continues from it."
+        )
+    if (Path(out) / "config.json").is_file():
+        return (
+            f"jaxsoft: {how} before the first checkpoint, so no epoch is "
+            f"saved: `{resume}` starts the run again from epoch 1 with its settings."
+        )
+    return f"jaxsoft: {how} before training started; nothing was saved in {out}."
 
 
 def _interrupted(
@@ -298,7 +302,7 @@ def _interrupted(
     if args.command != "train":
         return f"jaxsoft: {how}."
     out = args.out or f"runs/{args.dataset or Config().dataset}"
-    return _stop.interrupted_message(out, _stop.resume_command(argv), how)
+    return interrupted_message(out, resume_command(argv), how)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -331,12 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     raw = list(sys.argv[1:] if argv is None else argv)
     try:
-        with _stop.command_signals(lambda how: _interrupted(args, raw, how)):
+        with signals.command_signals(lambda how: _interrupted(args, raw, how)):
             return commands[args.command](args)
     # A mistake in the arguments or inputs (any JaxsoftError), or a file the
     # user named that cannot be read or written: one line, no traceback.
     except (JaxsoftError, OSError) as err:
-        print(f"jaxsoft: error: {err}", file=sys.stderr)
+        print(f"jaxsoft: error: {as_flags(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # also SIGTERM, and a run stopped after an epoch
         print(_interrupted(args, raw), file=sys.stderr)

@@ -3,7 +3,7 @@
 start (initial or restored state, history from ``metrics.jsonl``) -> fit
 (checkpoints every k epochs and at the end, one ``metrics.jsonl`` line per
 epoch, progress; the first SIGINT or SIGTERM stops it after the epoch in
-progress, once that epoch's checkpoint is saved: `jaxsoft._stop`) -> finish
+progress, once that epoch's checkpoint is saved: `jaxsoft.experiment.signals`) -> finish
 (test evaluation, plots, ``summary.json``).
 """
 
@@ -15,12 +15,14 @@ from typing import Any
 
 import jax
 
-from jaxsoft import checkpoint, distributed, model, sharding
-from jaxsoft._stop import RunInterrupted, StopRequests
-from jaxsoft.config import Config
+from jaxsoft import model, sharding
 from jaxsoft.errors import JaxsoftError
-from jaxsoft.records import EpochRecord, TrainState
-from jaxsoft.run_folder import RunFolder
+from jaxsoft.experiment import checkpoint, distributed
+from jaxsoft.experiment.config import Config
+from jaxsoft.experiment.run_folder import RunFolder
+from jaxsoft.experiment.signals import RunInterrupted, StopRequests
+from jaxsoft.train.errors import divergence_advice
+from jaxsoft.train.records import EpochRecord, TrainState
 
 __all__ = ["RunDivergedError", "RunError", "TrainingRun"]
 
@@ -32,8 +34,8 @@ class RunError(JaxsoftError):
 class RunDivergedError(RunError):
     """Training diverged; the last good state is kept in the run's checkpoints.
 
-    The error carries what happened; ``str(err)`` is a one-line summary, and
-    the ``jaxsoft`` command writes its advice from these attributes.
+    The error carries what happened; ``str(err)`` says it in one line, with
+    the advice (`jaxsoft.train.errors.divergence_advice`).
 
     Attributes:
       epoch: the 1-based epoch that diverged.
@@ -65,15 +67,19 @@ class RunDivergedError(RunError):
         self.kept_epoch = 0 if kept is None else kept.epoch
         self.kept_record = kept
         self.checkpoints = checkpoints
-        kept_text = (
-            "no checkpoint was kept"
-            if kept is None
-            else f"the checkpoint of epoch {kept.epoch} is kept in {checkpoints}"
-        )
+        kept_text = "No epoch finished, so no checkpoint was kept."
+        if kept is not None:
+            kept_text = (
+                f"Kept the checkpoint of epoch {kept.epoch}, the last good one, in "
+                f"{checkpoints}: test loss {kept.test_loss:.4g}, test accuracy "
+                f"{kept.test_accuracy:.4f}."
+            )
         super().__init__(
-            f"training diverged in epoch {epoch} (mean training loss {loss}) with "
-            f"{optimizer} at learning rate {learning_rate:g} ({schedule} "
-            f"schedule); {kept_text}."
+            f"training diverged in epoch {epoch}: the mean training loss is "
+            f"{loss} (not finite), with {optimizer} at learning rate "
+            f"{learning_rate:g} ({schedule} schedule). {kept_text} "
+            + divergence_advice(learning_rate)
+            + " Then train again with `overwrite=True`."
         )
 
 
@@ -135,7 +141,7 @@ class TrainingRun:
             self._print(f"resuming after epoch {state.epoch}")
         else:
             if self.writer:
-                self.folder.clear()  # --overwrite: every input is valid by now
+                self.folder.clear()  # overwrite=True: every input is valid by now
                 self.folder.write_config(self.meta)
             state, history = template, []
         if self.writer:
@@ -265,7 +271,8 @@ class TrainingRun:
 
     def finish(self, result: Any) -> dict[str, Any]:
         """Evaluates the test split, draws the plots, writes the summary."""
-        from jaxsoft import plots, train
+        from jaxsoft import train
+        from jaxsoft.experiment import plots
 
         ds, out = self.dataset, self.folder.path
         final = train.evaluate(
