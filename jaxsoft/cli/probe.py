@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from jaxsoft.cli.flags import add_launch_flags, launch_from_args
-from jaxsoft.exact.solver import Progress
+from jaxsoft.exact import Progress
 from jaxsoft.experiment import distributed, signals
 from jaxsoft.probe import report
 from jaxsoft.probe.features import (

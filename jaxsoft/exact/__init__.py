@@ -8,11 +8,14 @@ exact optimum of the weighted objective
 
 by preconditioned L-BFGS, every head sharing each pass over the rows, the
 whole iteration loop one compiled program on the device. The faces call it:
-`jaxsoft.linear_model`, `jaxsoft.train.solve_lbfgs`, `jaxsoft.probe.sweep`.
+`jaxsoft.linear_model`, `jaxsoft.train.solve_lbfgs`, `jaxsoft.probe.sweep`,
+through the names below only (`Part` and `score_pass` score a probe's
+heads on held-out rows in one pass).
 
 Modules, bottom up:
 
 - `inputs`: the checks of what a caller passes; `SolveInputError`.
+- `sparse_rows`: `scipy.sparse` rows, a second kind of rows for the passes.
 - `passes`: rows on the mesh (in memory or streamed) and the passes over them.
 - `placement`: where rows live, and the chunk sizes.
 - `buckets`: the padded sizes that let similar problems share programs.
@@ -23,7 +26,18 @@ Modules, bottom up:
 """
 
 from jaxsoft.exact.engine import Solution, solve
-from jaxsoft.exact.inputs import SolveInputError
+from jaxsoft.exact.inputs import SolveInputError, validate_features
+from jaxsoft.exact.passes import Part, Scores, compute_dtype, score_pass
 from jaxsoft.exact.solver import Progress
 
-__all__ = ["Progress", "Solution", "SolveInputError", "solve"]
+__all__ = [
+    "Part",
+    "Progress",
+    "Scores",
+    "Solution",
+    "SolveInputError",
+    "compute_dtype",
+    "score_pass",
+    "solve",
+    "validate_features",
+]

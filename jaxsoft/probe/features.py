@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxsoft.exact.inputs import SolveInputError, validate_features
+from jaxsoft.exact import SolveInputError, validate_features
 
 __all__ = [
     "ProbeInputError",

@@ -9,8 +9,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import model, sharding
-from jaxsoft.exact import inputs, placement
-from jaxsoft.exact.passes import Part, compute_dtype, score_pass
+from jaxsoft.exact import Part, compute_dtype, inputs, placement, score_pass
 from jaxsoft.probe.features import validate_features
 
 __all__ = ["score"]

@@ -18,9 +18,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import model, sharding
-from jaxsoft.exact import engine, inputs, placement
-from jaxsoft.exact.passes import Part, Scores, score_pass
-from jaxsoft.exact.solver import Progress
+from jaxsoft.exact import Part, Progress, Scores, engine, inputs, placement, score_pass
 from jaxsoft.probe.features import ProbeInputError, validate_features
 
 __all__ = ["DEFAULT_L2", "SweepResult", "sweep"]

@@ -15,8 +15,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxsoft import model, sharding, validation
-from jaxsoft.exact import engine, inputs, placement
-from jaxsoft.exact.passes import Part
+from jaxsoft.exact import Part, engine, inputs, placement
 
 __all__ = ["LbfgsInfo", "solve_lbfgs"]
 
