@@ -7,7 +7,7 @@ them. Process 0 writes the run's files (``metrics.jsonl``, plots, summary);
 every process takes part in computing and checkpointing. On a cluster that
 JAX detects (SLURM, a Cloud TPU pod, ...) the three may be omitted. On CPUs
 the collectives run over gloo. The command line's flags for a `Launch` are in
-`jaxsoft.cli.launch`.
+`jaxsoft.cli.flags`.
 """
 
 from __future__ import annotations
