@@ -100,17 +100,34 @@ EXECUTABLES_FOLDER = "executables"
 _executables: dict[tuple, Any] = {}
 
 
-@functools.lru_cache(maxsize=1)
-def _code_digest() -> str:
-    """A digest of jaxsoft's source files (each one's path, size and time of
-    change): executables of other code are not reused."""
-    root = Path(__file__).parent
+def _read_code(root: Path = Path(__file__).parent) -> tuple[str, dict[Path, int]]:
+    """A digest of the contents of the source files under ``root`` (jaxsoft's),
+    and each file's time of change; read once, when this module is imported
+    (with the package, before any program is traced)."""
     digest = hashlib.sha256()
+    stamps = {}
     for path in sorted(root.rglob("*.py")):
-        info = path.stat()
-        stamp = f"{path.relative_to(root).as_posix()}:{info.st_size}:{info.st_mtime_ns}"
-        digest.update(stamp.encode())
-    return digest.hexdigest()
+        stamps[path] = path.stat().st_mtime_ns
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest(), stamps
+
+
+_CODE_DIGEST, _CODE_STAMPS = _read_code()
+
+
+def _code_digest() -> str | None:
+    """The digest of the source this process runs, so that executables of
+    other code are never reused; None (keep nothing, load nothing) once a
+    source file changed after the process read it, since the process may then
+    run a mix of old and new code."""
+    for path, stamp in _CODE_STAMPS.items():
+        try:
+            if path.stat().st_mtime_ns != stamp:
+                return None
+        except OSError:
+            return None
+    return _CODE_DIGEST
 
 
 def _leaf_signature(leaf: Any) -> tuple:
@@ -159,14 +176,17 @@ def _stable(value: Any) -> str:
     return repr(value)
 
 
-def _key(signature: tuple) -> str:
+def _key(signature: tuple) -> str | None:
     """The signature as a file name, with the versions, jaxsoft's source and
-    the host's processor."""
+    the host's processor; None when the source changed since it was read."""
+    code = _code_digest()
+    if code is None:
+        return None
     fun, options, static, tree, leaves, shape, devices, x64 = signature
     parts = [
         jax.__version__,
         jaxlib.__version__,
-        _code_digest(),
+        code,
         _host_digest(),
         devices[0].client.platform_version,
         _stable(fun),
@@ -189,9 +209,9 @@ def _folder() -> Path | None:
     return Path(root) / EXECUTABLES_FOLDER
 
 
-def _load(key: str) -> Any | None:
+def _load(key: str | None) -> Any | None:
     folder = _folder()
-    path = None if folder is None else folder / key
+    path = None if folder is None or key is None else folder / key
     if path is None or not path.is_file():
         return None
     try:
@@ -201,11 +221,11 @@ def _load(key: str) -> Any | None:
         return None
 
 
-def _save(key: str, executable: Any) -> None:
+def _save(key: str | None, executable: Any) -> None:
     """Writes the executable atomically (a reader sees all of it or none),
     then trims the folder to a quarter of JAX's cache bound, oldest first."""
     folder = _folder()
-    if folder is None:
+    if folder is None or key is None:
         return
     try:
         blob = pickle.dumps(serialize_executable.serialize(executable))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,46 @@ def test_the_estimators_cache_by_default_and_a_later_process_compiles_nothing(
     # code, and the next process would fail ("Function ... not found").
     after = _fit(cache)
     assert after["coef"] == first["coef"]
+
+
+def test_the_executables_key_follows_the_source_s_contents_not_its_times(tmp_path):
+    from jaxsoft import compiling
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 2\n")
+    digest, stamps = compiling._read_code(tmp_path)
+    assert set(stamps) == {tmp_path / "pkg" / "a.py", tmp_path / "b.py"}
+    os.utime(tmp_path / "b.py", ns=(1, 1))  # touched, same contents: same key
+    assert compiling._read_code(tmp_path)[0] == digest
+    (tmp_path / "b.py").write_text("y = 3\n")  # same size, new contents
+    assert compiling._read_code(tmp_path)[0] != digest
+
+
+def test_after_a_source_file_changes_a_process_keeps_and_loads_nothing(
+    tmp_path, monkeypatch
+):
+    import jax.numpy as jnp
+
+    from jaxsoft import compiling, sharding
+
+    folder = tmp_path / compiling.EXECUTABLES_FOLDER
+    monkeypatch.setattr(compiling, "_folder", lambda: folder)
+    mesh = sharding.resolve_mesh()
+    stale = {path: stamp + 1 for path, stamp in compiling._CODE_STAMPS.items()}
+
+    def double(x):
+        return 2 * x
+
+    monkeypatch.setattr(compiling, "_CODE_STAMPS", stale)
+    assert compiling._code_digest() is None
+    assert float(compiling.call(double, mesh, jnp.float32(3.0))) == 6.0
+    assert not folder.exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(compiling, "_folder", lambda: folder)
+
+    def triple(x):
+        return 3 * x
+
+    assert float(compiling.call(triple, mesh, jnp.float32(3.0))) == 9.0
+    assert len(list(folder.iterdir())) == 1
