@@ -1,0 +1,53 @@
+"""Helpers shared by several test files: small problems for the exact
+engine's unit tests and their plain-JAX reference objective.
+
+The references here are written from the formulas of DESIGN.md and
+`jaxsoft.exact`'s docstrings, never from the engine's own code, so that a
+test comparing the engine with them can fail.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def weighted_problem(
+    n: int = 60, d: int = 5, q: int = 4, *, sets: int = 3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A small float64 problem: x (n, d) with correlated columns of unequal
+    scales and offsets, labels y (n,) in [0, q) (each class present), sample
+    weights w (n,) in [0.2, 3], and a membership (n, sets) of training sets
+    (set 0 every row, the others about two thirds of the rows each)."""
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) * rng.uniform(0.3, 3.0, d)
+    x = rng.normal(size=(n, d)) @ mix + rng.uniform(-5.0, 5.0, d)
+    y = np.arange(n) % q
+    rng.shuffle(y)
+    w = rng.uniform(0.2, 3.0, n)
+    member = np.ones((n, sets), bool)
+    member[:, 1:] = rng.uniform(size=(n, sets - 1)) < 2 / 3
+    return x, y.astype(np.int32), w, member
+
+
+def weighted_ce_sum(x, y, w, W, b) -> jax.Array:
+    """sum_i w_i CE_i for logits x W + b (plain JAX, no jaxsoft)."""
+    o = x @ W + b
+    log_p = o - jax.nn.logsumexp(o, axis=-1, keepdims=True)
+    return -jnp.sum(w * log_p[jnp.arange(len(y)), y])
+
+
+def objective(x, y, w, W, b, l2) -> jax.Array:
+    """The one objective: sum_i w_i CE_i / sum_i w_i + (l2 / 2) ||W||^2."""
+    return weighted_ce_sum(x, y, w, W, b) / jnp.sum(w) + 0.5 * l2 * jnp.sum(W * W)
+
+
+def weighted_mean_and_cov(
+    x: np.ndarray, w: np.ndarray, *, about_zero: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted mean (d,) and covariance (d, d) of x, normalised by the
+    weights' sum (``about_zero``: mean 0 and the second moment about 0)."""
+    mean = np.zeros(x.shape[1]) if about_zero else np.average(x, axis=0, weights=w)
+    xc = x - mean
+    return mean, (xc * w[:, None]).T @ xc / w.sum()
