@@ -234,3 +234,78 @@ def test_calibration_gaps_add_up_over_batches():
 def test_where_must_be_a_mask_over_examples():
     with pytest.raises(ValueError, match="mask over examples"):
         js.accuracy(np.zeros((3, 2), np.float32), np.array([0, 1, 0]), where=[True])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_integer_sample_weights_equal_repeated_rows(seed):
+    """scikit-learn's convention: weight k counts an example k times, 0 drops
+    it; with ``where`` too, under jit and not."""
+    rng = np.random.default_rng(seed)
+    o = rng.normal(size=(30, 6)).astype(np.float32) * 2
+    y = rng.integers(0, 6, size=30)
+    counts = rng.integers(0, 4, size=30)
+    keep = rng.random(30) < 0.8
+    o_rep, y_rep = np.repeat(o, counts, axis=0), np.repeat(y, counts)
+    rep_keep = np.repeat(keep, counts)
+    w = counts.astype(np.float32)
+    for where, rows in ((None, None), (keep, rep_keep)):
+        for metric, kwargs in (
+            (js.accuracy, {}),
+            (js.top_k_accuracy, {"k": 3}),
+            (js.expected_calibration_error, {"num_bins": 10}),
+        ):
+            expected = metric(o_rep, y_rep, where=rows, **kwargs)
+            got = metric(o, y, where=where, sample_weight=w, **kwargs)
+            jitted = jax.jit(
+                lambda o, y, where, w, metric=metric, kwargs=kwargs: metric(
+                    o, y, where=where, sample_weight=w, **kwargs
+                )
+            )(o, y, where, w)
+            assert float(got) == pytest.approx(float(expected), abs=1e-6)
+            assert float(jitted) == pytest.approx(float(expected), abs=1e-6)
+        np.testing.assert_array_equal(
+            js.confusion_matrix(o, y, where=where, sample_weight=w),
+            js.confusion_matrix(o_rep, y_rep, where=rows),
+        )
+        np.testing.assert_allclose(
+            js.metrics.calibration_gaps(o, y, 10, where, sample_weight=w),
+            js.metrics.calibration_gaps(o_rep, y_rep, 10, rows),
+            atol=1e-5,
+        )
+
+
+def test_weighted_metrics_agree_with_scikit_learn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(11)
+    o = rng.normal(size=(50, 5)).astype(np.float32)
+    y = rng.integers(0, 5, size=50)
+    w = rng.uniform(0, 3, size=50) * (rng.random(50) > 0.2)
+    predicted = o.argmax(axis=1)
+    assert float(js.accuracy(o, y, sample_weight=w)) == pytest.approx(
+        sklearn_metrics.accuracy_score(y, predicted, sample_weight=w), rel=1e-6
+    )
+    assert float(js.top_k_accuracy(o, y, k=2, sample_weight=w)) == pytest.approx(
+        sklearn_metrics.top_k_accuracy_score(
+            y, o, k=2, sample_weight=w, labels=range(5)
+        ),
+        rel=1e-6,
+    )
+    confusion = js.confusion_matrix(o, y, sample_weight=w)
+    assert jnp.issubdtype(confusion.dtype, jnp.floating)
+    np.testing.assert_allclose(
+        confusion,
+        sklearn_metrics.confusion_matrix(
+            y, predicted, labels=range(5), sample_weight=w
+        ),
+        rtol=1e-6,
+    )
+
+
+def test_sample_weight_is_checked():
+    o, y = np.zeros((3, 2), np.float32), np.array([0, 1, 0])
+    with pytest.raises(ValueError, match="one weight per example"):
+        js.accuracy(o, y, sample_weight=[1.0, 2.0])
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        js.confusion_matrix(o, y, sample_weight=[1.0, -1.0, 1.0])
+    # A zero weight drops the example: its out-of-range label is not checked.
+    assert float(js.accuracy(o, [0, 5, 0], sample_weight=[1.0, 0.0, 1.0])) == 1.0

@@ -32,43 +32,6 @@ CALIBRATION_BINS = 15
 """Confidence bins of the reported expected calibration error."""
 
 
-def _weighted_chunk_sums(
-    o: jax.Array, y: jax.Array, w: jax.Array, top_k: int
-) -> dict[str, jax.Array]:
-    """`_chunk_sums` with each example counted ``w`` times (w = 0: left out).
-
-    The confusion matrix holds sums of weights (float), as scikit-learn's
-    ``confusion_matrix(..., sample_weight=w)``; "weight" is the chunk's sum.
-    """
-    counted = w > 0
-    ce = losses.cross_entropy(o, y, where=counted)
-    predicted = jnp.argmax(o, axis=-1)
-    correct = (predicted == y).astype(w.dtype)
-    sums = {
-        "weight": jnp.sum(w),
-        "loss": jnp.sum(jnp.where(counted, w * ce, 0.0)),
-        "hits": jnp.sum(w * correct),
-    }
-    if top_k == 0:
-        return sums
-    q = o.shape[-1]
-    cells = jnp.where(counted, y * q + predicted, q * q)  # left out: dropped
-    sums["confusion"] = (
-        jnp.zeros((q * q,), w.dtype).at[cells].add(w, mode="drop").reshape(q, q)
-    )
-    label_logit = jnp.take_along_axis(o, y[:, None], axis=-1)
-    higher = jnp.sum(o > label_logit, axis=-1)  # ties count for the label
-    sums["top_k"] = jnp.sum(w * (higher < top_k))
-    confidence = jnp.max(losses.softmax(o), axis=-1)
-    bins = jnp.clip(
-        (confidence * CALIBRATION_BINS).astype(jnp.int32), 0, CALIBRATION_BINS - 1
-    )
-    sums["calibration"] = jax.ops.segment_sum(
-        w * (correct - confidence), bins, CALIBRATION_BINS
-    )
-    return sums
-
-
 def _chunk_sums(
     o: jax.Array,
     y: jax.Array,
@@ -79,25 +42,32 @@ def _chunk_sums(
     """One chunk's sums: loss and hits, and with ``top_k`` > 0 the rest.
 
     ``top_k == 0`` is the light evaluation of every epoch (loss, accuracy);
-    the full one adds the confusion matrix, top-k hits and calibration gaps.
-    With weights ``w`` (n,), `_weighted_chunk_sums` (padding rows weigh 0).
+    the full one adds the confusion matrix, top-k hits and calibration gaps,
+    all from `jaxsoft.metrics`. With weights ``w`` (n,) each example counts
+    ``w`` times (padding rows and w = 0 are left out), "weight" is the
+    chunk's sum of weights and the confusion matrix holds sums of weights,
+    as scikit-learn's ``confusion_matrix(..., sample_weight=w)``.
     """
-    if w is not None:
-        return _weighted_chunk_sums(o, y, jnp.where(counted, w, 0.0), top_k)
-    count = jnp.sum(counted)
+    if w is None:
+        count = jnp.sum(counted)
+        sums = {"loss": jnp.sum(losses.cross_entropy(o, y, where=counted))}
+    else:
+        w = jnp.where(counted, w, 0.0)
+        counted = w > 0
+        ce = losses.cross_entropy(o, y, where=counted)
+        count = jnp.sum(w)
+        sums = {"weight": count, "loss": jnp.sum(jnp.where(counted, w * ce, 0.0))}
 
     def total(mean: jax.Array) -> jax.Array:  # an all-padding chunk adds 0
         return jnp.where(count > 0, mean * count, 0.0)
 
-    sums = {"loss": jnp.sum(losses.cross_entropy(o, y, where=counted))}
+    kwargs = {"where": counted, "sample_weight": w}
     if top_k == 0:
-        sums["hits"] = total(metrics.accuracy(o, y, where=counted))
+        sums["hits"] = total(metrics.accuracy(o, y, **kwargs))
         return sums
-    sums["confusion"] = metrics.confusion_matrix(o, y, where=counted)
-    sums["top_k"] = total(metrics.top_k_accuracy(o, y, top_k, where=counted))
-    sums["calibration"] = metrics.calibration_gaps(
-        o, y, CALIBRATION_BINS, where=counted
-    )
+    sums["confusion"] = metrics.confusion_matrix(o, y, **kwargs)
+    sums["top_k"] = total(metrics.top_k_accuracy(o, y, top_k, **kwargs))
+    sums["calibration"] = metrics.calibration_gaps(o, y, CALIBRATION_BINS, **kwargs)
     return sums
 
 
