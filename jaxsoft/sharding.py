@@ -186,15 +186,15 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     )
 
 
-def to_host(a: jax.Array) -> np.ndarray:
-    """A replicated (or fully addressable) array's value as a NumPy array.
+def to_host(a: Any) -> np.ndarray:
+    """The host copy of an array, as a C-contiguous NumPy array: the one
+    helper that brings a replicated (or fully addressable) array home.
 
     In several processes a replicated array is not fully addressable, but
     every process holds the whole of it: its first local copy is the value.
-    A NumPy array is returned as it is.
+    NumPy arrays and array-likes are returned as NumPy (a copy only where
+    they were not C-contiguous).
     """
-    if not isinstance(a, jax.Array):
-        return np.asarray(a)
-    if a.is_fully_addressable:
-        return np.asarray(a)
-    return np.asarray(a.addressable_data(0))
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        a = a.addressable_data(0)
+    return np.asarray(a, order="C")

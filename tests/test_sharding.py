@@ -211,3 +211,18 @@ def test_probe_and_weighted_solver_on_8_devices_equal_1_device():
         assert out[name]["objective"] == pytest.approx(
             out["one-lbfgs"]["objective"], rel=1e-5
         )
+
+
+def test_to_host_returns_c_contiguous_numpy_for_every_kind_of_array():
+    """The one host-copy helper (the checkpoints' too): NumPy in any order,
+    lists and device arrays come back as C-contiguous NumPy of equal value."""
+    import jax.numpy as jnp
+
+    fortran = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    for value in (fortran, fortran.tolist(), jnp.asarray(fortran)):
+        host = sharding.to_host(value)
+        assert isinstance(host, np.ndarray)
+        assert host.flags.c_contiguous
+        np.testing.assert_array_equal(host, fortran)
+    c_order = np.arange(4.0)
+    assert sharding.to_host(c_order) is c_order  # no copy where none is needed

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import jax
 import numpy as np
 
-from jaxsoft import model
+from jaxsoft import model, sharding
 from jaxsoft.data._digest import array_record
 from jaxsoft.errors import JaxsoftError
 from jaxsoft.experiment import signals
@@ -88,13 +88,6 @@ def _named_leaves(tree: Any) -> dict[str, Any]:
     """Every leaf by its path: ``{"opt_state/0/mu/W": leaf, ...}``."""
     pairs = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {jax.tree_util.keystr(p, simple=True, separator="/"): a for p, a in pairs}
-
-
-def _host(array: Any) -> np.ndarray:
-    """The host copy of an array (one replica of a replicated global array)."""
-    if isinstance(array, jax.Array) and not array.is_fully_addressable:
-        array = array.addressable_data(0)
-    return np.asarray(array, order="C")
 
 
 def _spec(shape: Any, dtype: Any) -> str:
@@ -208,7 +201,7 @@ class Checkpointer:
         ocp = _ocp()
         arrays = {"params": state.params, "opt_state": state.opt_state}
         named = _named_leaves({**arrays, "key": _key_data(state.key)})
-        hosts = {name: _host(array) for name, array in named.items()}
+        hosts = {name: sharding.to_host(array) for name, array in named.items()}
         if not all(
             np.isfinite(a).all() for n, a in hosts.items() if n[:7] == "params/"
         ):
@@ -352,7 +345,7 @@ def _check_compatible(where: Path, saved: dict[str, Any], template: TrainState) 
 def _verify(where: Path, saved: dict[str, Any], arrays: dict[str, Any]) -> None:
     """Every restored array against its saved checksum; finite parameters."""
     for name, array in _named_leaves(arrays).items():
-        host = _host(array)
+        host = sharding.to_host(array)
         if name not in saved or saved[name]["sha256"] != array_record(host)["sha256"]:
             raise _corrupt(where, f"its array {name} does not match its checksum")
         if name.startswith("params/") and not np.isfinite(host).all():
