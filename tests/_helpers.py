@@ -1,16 +1,65 @@
-"""Helpers shared by several test files: small problems for the exact
-engine's unit tests and their plain-JAX reference objective.
+"""Helpers shared by several test files: float64 NumPy and plain-JAX
+references of the math (softmax, the objective), small problems for the
+exact engine's unit tests, a run's final parameters, a free port.
 
 The references here are written from the formulas of DESIGN.md and
-`jaxsoft.exact`'s docstrings, never from the engine's own code, so that a
-test comparing the engine with them can fail.
+`jaxsoft.exact`'s docstrings, never from jaxsoft's own code, so that a test
+comparing jaxsoft with them can fail.
 """
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
+from scipy.special import logsumexp
+
+# ------------------------------------------------ float64 NumPy references
+
+
+def softmax64(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Float64 softmax(x W + b) of shape (n, q)."""
+    o = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b)
+    e = np.exp(o - o.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def objective64(W, b, x, y, l2: float, *, w=None, l1: float = 0.0) -> float:
+    """sum w CE / sum w + (l2/2) ||W||^2 + l1 ||W||_1 in NumPy float64 (w
+    None: the mean); x dense or scipy.sparse."""
+    x = x.astype(np.float64) if sp.issparse(x) else np.asarray(x, np.float64)
+    W = np.asarray(W, np.float64)
+    o = x @ W + np.asarray(b, np.float64)
+    ce = logsumexp(o, axis=1) - o[np.arange(len(y)), y]
+    w = np.ones(len(y)) if w is None else np.asarray(w, np.float64)
+    penalty = 0.5 * l2 * np.sum(np.square(W)) + l1 * np.sum(np.abs(W))
+    return float(np.sum(w * ce) / np.sum(w) + penalty)
+
+
+# ------------------------------------------------ runs and processes
+
+
+def final_params(out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The last checkpoint of the run in ``out``: W, b (NumPy) and its
+    metadata."""
+    from jaxsoft.experiment import checkpoint
+
+    params, meta = checkpoint.load_params(out)
+    return np.asarray(params.W), np.asarray(params.b), meta
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------ the exact engine's unit tests
 
 
 def weighted_problem(

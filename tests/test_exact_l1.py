@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import objective64
 from sklearn.datasets import load_iris, load_wine
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -77,13 +78,6 @@ def test_without_l1_weights_owlqn_is_lbfgs():
         np.testing.assert_allclose(state.theta, a, atol=1e-9)
 
 
-def _objective(X, y, W, b, l2, l1):
-    z = X @ W + b
-    z = z - z.max(1, keepdims=True)
-    ce = np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]
-    return ce.mean() + 0.5 * l2 * np.sum(W**2) + l1 * np.abs(W).sum()
-
-
 @pytest.mark.parametrize("load", [load_iris, load_wine])
 @pytest.mark.parametrize("l1_ratio", [1.0, 0.5])
 def test_elastic_net_heads_match_saga(load, l1_ratio):
@@ -101,8 +95,8 @@ def test_elastic_net_heads_match_saga(load, l1_ratio):
     with jax.enable_x64(True):
         sol = solve(X, y, [l2], l1=[l1], rtol=0.0, gtol=1e-10, max_iter=2000)
     W, b = sol.params.W[0, 0], sol.params.b[0, 0]
-    ours = _objective(X, y, W, b, l2, l1)
-    theirs = _objective(X, y, saga.coef_.T, saga.intercept_, l2, l1)
+    ours = objective64(W, b, X, y, l2, l1=l1)
+    theirs = objective64(saga.coef_.T, saga.intercept_, X, y, l2, l1=l1)
     assert bool(sol.converged[0, 0])
     assert abs(ours - theirs) <= 1e-9 * theirs
     np.testing.assert_array_equal(W.T == 0, saga.coef_ == 0)

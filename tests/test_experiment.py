@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 from _fake_data import fake_dataset, install_fake_datasets
+from _helpers import final_params, softmax64
 from conftest import run_python
 
 import jaxsoft.data
@@ -39,11 +40,6 @@ def _config(**overrides) -> Config:
 def _saved_epochs(workdir: Path) -> list[int]:
     with checkpoint.Checkpointer(workdir / "checkpoints") as ckpt:
         return ckpt.epochs()
-
-
-def _final_params(workdir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    params, meta = checkpoint.load_params(workdir)
-    return np.asarray(params.W), np.asarray(params.b), meta
 
 
 @pytest.mark.slow
@@ -89,11 +85,9 @@ def _numpy_test_probabilities(run: Path, data_dir: Path) -> tuple[np.ndarray, ..
     """The test split's float64 softmax (n, q) of the final parameters, and y."""
     from jaxsoft import data
 
-    w, b, _ = _final_params(run)
+    w, b, _ = final_params(run)
     ds = data.load("digits", data_dir=data_dir, download=False)
-    logits = ds.x_test.astype(np.float64) @ w.astype(np.float64) + b
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return probs / probs.sum(axis=1, keepdims=True), np.asarray(ds.y_test)
+    return softmax64(ds.x_test, w, b), np.asarray(ds.y_test)
 
 
 def _numpy_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
@@ -139,8 +133,8 @@ def test_a_run_killed_between_checkpoints_resumes_exactly(
     assert len((interrupted / "metrics.jsonl").read_text().splitlines()) == 3
 
     experiment.train_and_evaluate(_config(), interrupted, resume=True, verbose=False)
-    w_ref, b_ref, _ = _final_params(reference)
-    w, b, meta = _final_params(interrupted)
+    w_ref, b_ref, _ = final_params(reference)
+    w, b, meta = final_params(interrupted)
     assert meta["epoch"] == 5
     np.testing.assert_array_equal(w, w_ref)  # bitwise
     np.testing.assert_array_equal(b, b_ref)
@@ -235,8 +229,8 @@ def test_evaluate_and_predict_from_a_checkpoint(fake_data, tmp_path):
     assert info["dataset"] == "fake" and info["epoch"] == 3
     # The same numbers from a float64 softmax of the saved parameters.
     ds = fake_data["datasets"]["fake"]
-    w, b, _ = _final_params(tmp_path)
-    probs = _softmax64(ds.x_test, w, b)
+    w, b, _ = final_params(tmp_path)
+    probs = softmax64(ds.x_test, w, b)
     y = ds.y_test
     assert result.accuracy == pytest.approx(np.mean(probs.argmax(1) == y), abs=1e-6)
     expected_loss = -np.mean(np.log(probs[np.arange(len(y)), y]))
@@ -257,17 +251,10 @@ def test_evaluate_and_predict_from_a_checkpoint(fake_data, tmp_path):
         images.append(tmp_path / f"x{i}.png")
         Image.fromarray(p.astype(np.uint8)).save(images[-1])
     predictions = experiment.predict_files(tmp_path, images, top=2, invert="no")
-    expected = _softmax64(np.stack([p.reshape(-1) / 255.0 for p in pixels]), w, b)
+    expected = softmax64(np.stack([p.reshape(-1) / 255.0 for p in pixels]), w, b)
     for prediction, row in zip(predictions, expected, strict=True):
         order = np.argsort(-row)[:2]
         assert prediction.classes == tuple(ds.class_names[c] for c in order)
         np.testing.assert_allclose(
             prediction.probabilities, row[order], rtol=1e-5, atol=1e-6
         )
-
-
-def _softmax64(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Float64 softmax(x W + b) of shape (n, q)."""
-    o = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b)
-    e = np.exp(o - o.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import objective64
 from scipy.special import logsumexp
 from sklearn.linear_model import LogisticRegression
 
@@ -40,12 +41,6 @@ def make_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 TRAIN, VAL, TEST = make_split(300, 1), make_split(200, 2), make_split(100, 3)
-
-
-def objective64(W, b, x, y, l2: float) -> float:
-    o = np.asarray(x, np.float64) @ np.asarray(W, np.float64) + np.asarray(b)
-    ce = logsumexp(o, axis=1) - o[np.arange(len(y)), y]
-    return float(ce.mean() + 0.5 * l2 * np.sum(np.square(np.asarray(W, np.float64))))
 
 
 def sklearn_head(x, y, l2: float) -> tuple[np.ndarray, np.ndarray]:
@@ -383,14 +378,6 @@ def test_command_bad_inputs(files, flags, message):
 # ------------------------------------------------ sample weights and float64
 
 
-def _weighted_objective64(W, b, x, y, w, l2) -> float:
-    """sum w CE / sum w + (l2/2)||W||^2, in NumPy float64 (independent)."""
-    o = np.asarray(x, np.float64) @ np.asarray(W, np.float64) + np.asarray(b)
-    o = o - o.max(1, keepdims=True)
-    ce = np.log(np.exp(o).sum(1)) - o[np.arange(len(y)), y]
-    return float(np.sum(w * ce) / np.sum(w) + l2 / 2 * np.sum(np.square(W)))
-
-
 def _weighted_problem():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 4, 240)
@@ -408,7 +395,7 @@ def test_weighted_engine_in_float64_reaches_scikit_learns_optimum():
     l2 = 1e-2
     sk = LogisticRegression(C=1 / (l2 * w.sum()), tol=1e-12, max_iter=10_000)
     sk.fit(x, y, sample_weight=w)
-    target = _weighted_objective64(sk.coef_.T, sk.intercept_, x, y, w, l2)
+    target = objective64(sk.coef_.T, sk.intercept_, x, y, l2, w=w)
     with jax.enable_x64(True):
         sol = probe.solve(x, y, [l2], sample_weight=w, rtol=0.0, gtol=1e-10)
         zeros = js.Params(jnp.zeros((6, 4), jnp.float64), jnp.zeros(4, jnp.float64))
@@ -422,7 +409,7 @@ def test_weighted_engine_in_float64_reaches_scikit_learns_optimum():
         (exact.W, exact.b),
         (res.params.W, res.params.b),
     ):
-        value = _weighted_objective64(W, b, x, y, w, l2)
+        value = objective64(W, b, x, y, l2, w=w)
         assert value == pytest.approx(target, rel=1e-9)
     assert float(loss) == pytest.approx(target, rel=1e-9)
 
@@ -446,8 +433,8 @@ def test_weights_change_the_optimum_and_bad_weights_are_refused():
     plain = probe.solve(x.astype(np.float32), y, [1e-2])
     W, b = weighted.params.W[0, 0], weighted.params.b[0, 0]
     Wp, bp = plain.params.W[0, 0], plain.params.b[0, 0]
-    at_weighted = _weighted_objective64(W, b, x, y, w, 1e-2)
-    assert at_weighted < _weighted_objective64(Wp, bp, x, y, w, 1e-2) - 1e-3
+    at_weighted = objective64(W, b, x, y, 1e-2, w=w)
+    assert at_weighted < objective64(Wp, bp, x, y, 1e-2, w=w) - 1e-3
     for bad, match in (
         (-w, "negative"),
         (np.full(len(y), np.nan), "NaN"),
@@ -456,3 +443,42 @@ def test_weights_change_the_optimum_and_bad_weights_are_refused():
     ):
         with pytest.raises(probe.ProbeInputError, match=match):
             probe.solve(x, y, [1e-2], sample_weight=bad)
+
+
+def test_sweeps_validation_seam_takes_named_typed_arguments():
+    """`sweep`'s inputs are checked by one call with named, typed arguments
+    (no positional list to get out of order)."""
+    import inspect
+
+    from jaxsoft.probe.sweep import _validated
+
+    parameters = inspect.signature(_validated).parameters.values()
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters)
+    assert all(p.annotation is not inspect.Parameter.empty for p in parameters)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 3)), np.arange(12) % 3
+    setup = _validated(
+        x=x,
+        y=y,
+        x_val=x[:4],
+        y_val=y[:4],
+        num_classes=None,
+        max_device_bytes=1 << 20,
+        sample_weight=None,
+        val_weight=np.ones(4),
+        mesh=None,
+    )
+    assert (setup.q, setup.budget, setup.y.dtype) == (3, 1 << 20, np.int32)
+    assert setup.w is None and setup.w_val.tolist() == [1.0] * 4
+    with pytest.raises(ValueError, match="give both x_val and y_val"):
+        _validated(
+            x=x,
+            y=y,
+            x_val=x[:4],
+            y_val=None,
+            num_classes=3,
+            max_device_bytes=None,
+            sample_weight=None,
+            val_weight=None,
+            mesh=None,
+        )

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 from _fake_data import blobs
+from _helpers import softmax64
 
 import jaxsoft as js
 from jaxsoft import sharding, train
@@ -60,7 +61,7 @@ def test_fit_learns_and_records_history(data):
     assert all(r.seconds > 0 for r in result.history)
     assert sum(r.seconds for r in result.history) <= elapsed
     # The final epoch's test metrics, recomputed in float64 from the parameters.
-    probs = _numpy_softmax(x_test, result.params.W, result.params.b)
+    probs = softmax64(x_test, result.params.W, result.params.b)
     assert last.test_accuracy == pytest.approx(
         np.mean(probs.argmax(axis=1) == y_test), abs=1e-6
     )
@@ -101,7 +102,7 @@ def test_train_metrics_of_every_epoch_match_numpy_when_params_stay_fixed(data):
         (x, y, "train_accuracy", "train_loss"),
         (x_test, y_test, "test_accuracy", "test_loss"),
     ):
-        probs = _numpy_softmax(split_x, w, b)
+        probs = softmax64(split_x, w, b)
         expected_acc = np.mean(probs.argmax(axis=1) == split_y)
         expected_loss = -np.mean(np.log(probs[np.arange(len(split_y)), split_y]))
         assert 0 < expected_acc < 1  # not a trivial 0 or 1
@@ -161,7 +162,7 @@ def test_fit_step_matches_a_hand_written_sgd_step(data):
     )
     # The full-batch gradient in float64 (the order of the rows does not matter).
     w, b = np.asarray(params.W, np.float64), np.asarray(params.b, np.float64)
-    probs = _numpy_softmax(x, w, b)
+    probs = softmax64(x, w, b)
     residual = probs - np.eye(3)[y]
     grad_w = np.asarray(x, np.float64).T @ residual / len(x) + l2 * w
     np.testing.assert_allclose(result.params.W, w - lr * grad_w, atol=1e-6)
@@ -431,7 +432,7 @@ def test_evaluate_in_chunks_equals_the_unchunked_result(n):
     assert result.calibration_error == pytest.approx(float(expected["ece"]), abs=1e-6)
     np.testing.assert_array_equal(result.confusion, expected["confusion"])
     assert result.confusion.sum() == n
-    hits = _numpy_softmax(x, params.W, params.b).argmax(axis=1) == y
+    hits = softmax64(x, params.W, params.b).argmax(axis=1) == y
     for j in range(7):
         if np.any(y == j):
             assert result.per_class_accuracy[j] == pytest.approx(hits[y == j].mean())
@@ -494,13 +495,6 @@ def test_evaluate_validates(x, y, kwargs, match):
         train.evaluate(_params(3, 2), x, y, **kwargs)
 
 
-def _numpy_softmax(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Float64 softmax(x W + b) of shape (n, q)."""
-    o = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b)
-    e = np.exp(o - o.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def test_top_k():
     params = js.Params(W=jnp.eye(3), b=jnp.zeros(3))
     classes, probs = js.top_k(params, np.array([[0.0, 2.0, 1.0]]), k=5)
@@ -516,7 +510,7 @@ def test_top_k_matches_a_numpy_softmax_with_more_classes_than_k():
     x = rng.normal(size=(6, 4))
     params = js.Params(W=jnp.asarray(w, jnp.float32), b=jnp.asarray(b, jnp.float32))
     classes, probs = js.top_k(params, x.astype(np.float32), k=4)
-    expected = _numpy_softmax(x, w, b)
+    expected = softmax64(x, w, b)
     order = np.argsort(-expected, axis=1)[:, :4]
     np.testing.assert_array_equal(classes, order)
     np.testing.assert_allclose(
@@ -540,7 +534,7 @@ def _numpy_objective_and_grad_norm(
 ) -> tuple[float, float]:
     """Float64 mean cross-entropy + (l2 / 2) ||W||^2 and its gradient's 2-norm."""
     w, b = np.asarray(w, np.float64), np.asarray(b, np.float64)
-    probs = _numpy_softmax(x, w, b)
+    probs = softmax64(x, w, b)
     n, q = probs.shape
     value = -np.mean(np.log(probs[np.arange(n), y])) + 0.5 * l2 * np.sum(w**2)
     residual = probs - np.eye(q)[y]
