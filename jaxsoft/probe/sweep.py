@@ -82,20 +82,45 @@ def _fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 class _Setup(NamedTuple):
-    x: Any
-    y: np.ndarray
-    w: np.ndarray | None
-    x_val: Any
-    y_val: Any
-    w_val: np.ndarray | None
-    q: int
-    budget: int
+    """`sweep`'s checked inputs (`_validated`)."""
+
+    x: Any  # (n, d) as validated: NumPy, memmap, JAX or scipy.sparse
+    y: np.ndarray  # (n,) int32
+    w: np.ndarray | None  # (n,) training weights, None for all 1
+    x_val: Any  # (m, d), or None: cross-validation
+    y_val: np.ndarray | None  # (m,) int32
+    w_val: np.ndarray | None  # (m,)
+    q: int  # the number of classes
+    budget: int  # bytes of features allowed on the device
     mesh: Mesh
 
 
 def _validated(
-    x, y, x_val, y_val, num_classes, max_device_bytes, sample_weight, val_weight, mesh
+    *,
+    x: Any,
+    y: Any,
+    x_val: Any,
+    y_val: Any,
+    num_classes: int | None,
+    max_device_bytes: int | None,
+    sample_weight: Any,
+    val_weight: Any,
+    mesh: Mesh | None,
 ) -> _Setup:
+    """`sweep`'s inputs checked once, as a `_Setup`.
+
+    Args:
+      x, y: the training split: features (n, d) (NumPy, memmap, JAX or
+        scipy.sparse) and integer labels (n,).
+      x_val, y_val: the validation split, or both None.
+      num_classes: q, or None for the largest training label + 1.
+      max_device_bytes: the limit of features on the device, or None.
+      sample_weight, val_weight: the splits' weights (n,), or None.
+      mesh: a mesh with a "data" axis, or None for every device.
+
+    Raises:
+      ProbeInputError: an invalid split, weight or setting.
+    """
     if num_classes is None:
         num_classes = inputs.default_num_classes(y)
     d = x.shape[1] if getattr(x, "ndim", 0) == 2 else None
@@ -115,9 +140,16 @@ def _validated(
         w_val = inputs.checked_weight(val_weight, len(y_val), "val")
     elif val_weight is not None:
         raise ProbeInputError("val_sample_weight needs x_val and y_val.")
-    budget = placement.device_budget(max_device_bytes)
     return _Setup(
-        x, y, w, x_val, y_val, w_val, num_classes, budget, sharding.resolve_mesh(mesh)
+        x=x,
+        y=y,
+        w=w,
+        x_val=x_val,
+        y_val=y_val,
+        w_val=w_val,
+        q=num_classes,
+        budget=placement.device_budget(max_device_bytes),
+        mesh=sharding.resolve_mesh(mesh),
     )
 
 
@@ -246,15 +278,15 @@ def sweep(
     l2 = inputs.check_l2(l2)
     cfg = engine.settings(rtol, None, "max", max_iter)
     s = _validated(
-        x_train,
-        y_train,
-        x_val,
-        y_val,
-        num_classes,
-        max_device_bytes,
-        sample_weight,
-        val_sample_weight,
-        mesh,
+        x=x_train,
+        y=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        num_classes=num_classes,
+        max_device_bytes=max_device_bytes,
+        sample_weight=sample_weight,
+        val_weight=val_sample_weight,
+        mesh=mesh,
     )
     cv = s.x_val is None
     folds = _check_folds(folds, len(s.y)) if cv else 1
