@@ -74,6 +74,36 @@ def test_empty_columns_are_dropped_and_weigh_zero():
         np.testing.assert_allclose(sol.params.W[:, :, used], narrow.params.W, atol=1e-6)
 
 
+def test_batched_strengths_go_on_from_the_stronger_ones(monkeypatch):
+    """Heads solved a strength a batch start from the final states of the
+    stronger penalty's batch (`solver.carry`: no pass to evaluate the start,
+    the L-BFGS memory kept) and reach the optimum of every head solved
+    together."""
+    from jaxsoft.exact import engine
+
+    X, y, w = _sparse_problem(seed=2)
+    sets = np.stack([np.arange(len(y)) % 3 != k for k in range(3)])
+    kwargs = dict(sample_weight=w, row_sets=sets, rtol=0.0, gtol=1e-10)
+    l2 = [1e-4, 1e-2, 1e-3]
+    with jax.enable_x64(True):
+        together = solve(X, y, l2, **kwargs)
+        carried: list[int] = []
+        carry = engine.carry
+
+        def counted(rows, basis, state, *args):
+            carried.append(state.theta.shape[0])
+            return carry(rows, basis, state, *args)
+
+        monkeypatch.setattr(engine, "heads_per_batch", lambda *args: 3)
+        monkeypatch.setattr(engine, "carry", counted)
+        batched = solve(X, y, l2, **kwargs)
+    assert carried == [3, 3]
+    assert bool(batched.converged.all())
+    np.testing.assert_allclose(batched.objective, together.objective, rtol=1e-12)
+    np.testing.assert_allclose(batched.params.W, together.params.W, atol=1e-6)
+    np.testing.assert_allclose(batched.params.b, together.params.b, atol=1e-6)
+
+
 def test_float32_and_folds_match_dense():
     X, y, w = _sparse_problem(seed=1)
     X = X.astype(np.float32)

@@ -36,7 +36,7 @@ from jaxsoft.exact.inputs import (
     validate_features,
 )
 from jaxsoft.exact.passes import Part, Rows, compute_dtype, moments_pass, sample_mean
-from jaxsoft.exact.solver import Heads, Progress, solve_heads
+from jaxsoft.exact.solver import Heads, Progress, carry, solve_heads
 
 __all__ = ["Solution", "solve"]
 
@@ -141,10 +141,13 @@ def run(
     cfg: lbfgs.Settings,
     progress: Callable[[Progress], None] | None = None,
     l1: np.ndarray | None = None,
+    *,
+    going_on: bool | None = None,
 ) -> lbfgs.HeadState:
     """Solves heads (H,) with L2 strengths, training sets and total weights
     (and L1 strengths, None: 0), from points (H, P) or on from an earlier
-    run's final states (its memory kept, its iteration counts going on)."""
+    run's final states (its memory kept, its iteration counts going on), or
+    with ``going_on=False`` from starting states (`solver.carry`'s)."""
     mesh, dt = problem.rows.mesh, problem.dtype
     l1 = np.zeros(len(l2)) if l1 is None else np.asarray(l1)
     if np.any(l1 > 0) and problem.host_basis.V is not None:
@@ -158,7 +161,9 @@ def run(
     heads = sharding.replicate(heads, mesh)
     if not isinstance(start, lbfgs.HeadState):
         start = np.asarray(sharding.to_host(start), dt)
-    return solve_heads(problem.rows, problem.basis, heads, start, cfg, progress)
+    return solve_heads(
+        problem.rows, problem.basis, heads, start, cfg, progress, going_on=going_on
+    )
 
 
 def to_params(problem: Problem, theta: jax.Array, l2: np.ndarray) -> model.Params:
@@ -386,22 +391,34 @@ def solve(
         order, warm = _batch_order(l2_all, l1_all, group, level, warm=start is None)
         batches = _batches(order, level, per_batch, by_strength=bool(warm))
     solved = np.zeros(H, bool)
+    last: tuple[np.ndarray, lbfgs.HeadState] | None = None
     for batch in batches:
+        carried = None
+        if last is not None and _carries(last[0], batch, warm, l1_all, rough):
+            carried = carry(
+                problem.rows, problem.basis, last[1],
+                sharding.replicate(l2_all[last[0]].astype(problem.dtype), mesh),
+                sharding.replicate(l2_all[batch].astype(problem.dtype), mesh), cfg,
+            )  # fmt: skip
+        last = None
         theta0_batch = theta0[batch]
         for k, head in enumerate(batch):  # on from the last solved head of its set
             before = warm.get(int(head))
-            if before is not None and solved[before]:
+            if carried is None and before is not None and solved[before]:
                 params = to_params(problem, theta[before][None], l2_all[before][None])
                 theta0_batch[k] = params_start(problem, params, l2_all[head][None])[0]
         heads = Heads(l2_all[batch], l1_all[batch], group[batch], count[group[batch]])
         (
             theta[batch], f[batch], iterations[batch], passes[batch],
-            converged[batch], grad_norm[batch],
+            converged[batch], grad_norm[batch], state,
         ) = _solve_batch(
-            problem, rough, heads, theta0_batch, cfg, progress, polish, rtol,
-            gtol_norm,
+            problem, rough, heads, theta0_batch if carried is None else carried,
+            cfg, progress, polish, rtol, gtol_norm,
         )  # fmt: skip
         solved[batch] = True
+        last = (batch, state)
+        del state, carried
+    del last
     f, iterations, passes, converged, grad_norm = (
         a.reshape(G, L) for a in (f, iterations, passes, converged, grad_norm)
     )
@@ -463,6 +480,24 @@ def _batches(
     ]
 
 
+def _carries(
+    before: np.ndarray,
+    batch: np.ndarray,
+    warm: dict[int, int],
+    l1: np.ndarray,
+    rough: Problem | None,
+) -> bool:
+    """Whether ``batch`` starts from the final states of the batch ``before``
+    (`jaxsoft.exact.solver.carry`): each of its heads goes on from the head
+    in the same place there, and no head has an L1 term or a float32
+    stage."""
+    if rough is not None or len(before) != len(batch):
+        return False
+    if np.any(l1[before] != 0) or np.any(l1[batch] != 0):
+        return False
+    return all(warm.get(int(h)) == int(b) for h, b in zip(batch, before, strict=True))
+
+
 def heads_per_batch(size: int, memory: int, dtype: Any, budget: int) -> int:
     """How many heads of ``size`` parameters are solved together: their
     solver states (the L-BFGS memory, 2 ``memory`` vectors, and about 12
@@ -476,19 +511,23 @@ def _solve_batch(
     problem: Problem,
     rough: Problem | None,
     heads: Heads,
-    theta0: np.ndarray,
+    theta0: np.ndarray | lbfgs.HeadState,
     cfg: lbfgs.Settings,
     progress: Callable[[Progress], None] | None,
     polish: tuple[float, int] | None,
     rtol: float,
     gtol_norm: str,
-) -> tuple[np.ndarray, ...]:
+) -> tuple[Any, ...]:
     """One batch of heads (H,): float32 first where ``rough``, then the
-    solve, then the polish. Returns NumPy (theta (H, P), objective,
-    iterations, passes, converged, grad_norm (H,))."""
+    solve, then the polish; from points (H, P) or from starting states
+    (`jaxsoft.exact.solver.carry`'s, which count one evaluation already).
+    Returns NumPy (theta (H, P), objective, iterations, passes, converged,
+    grad_norm (H,)) and the final states."""
     l2, l1, group, count = heads
     iterations = passes = np.zeros(len(l2), np.int32)
-    if rough is not None:  # most iterations in float32, then on in float64
+    if isinstance(theta0, lbfgs.HeadState):
+        passes = -sharding.to_host(theta0.evaluations)
+    elif rough is not None:  # most iterations in float32, then on in float64
         rough_cfg = cfg._replace(rtol=max(cfg.rtol, ROUGH_RTOL))
         state = run(rough, l2, group, count, theta0, rough_cfg, progress, l1)
         theta0 = sharding.to_host(state.theta).astype(problem.dtype)
@@ -497,7 +536,7 @@ def _solve_batch(
         del state
     budget_left = cfg.max_iter - int(iterations.max())
     cfg = cfg._replace(max_iter=max(1, budget_left))
-    state = run(problem, l2, group, count, theta0, cfg, progress, l1)
+    state = run(problem, l2, group, count, theta0, cfg, progress, l1, going_on=False)
     converged = sharding.to_host(state.converged)
     done = sharding.to_host(state.iterations)
     iterations = iterations + done
@@ -517,4 +556,5 @@ def _solve_batch(
         passes,
         converged,
         sharding.to_host(state.grad_norm),
+        state,
     )

@@ -23,6 +23,7 @@ then the same move, so both give the same iterates.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -35,7 +36,7 @@ from jaxsoft.exact import basis as basis_lib
 from jaxsoft.exact import lbfgs, passes
 from jaxsoft.exact.passes import Rows, grad_pass
 
-__all__ = ["Heads", "Progress", "solve_heads"]
+__all__ = ["Heads", "Progress", "carry", "solve_heads"]
 
 
 class Heads(NamedTuple):
@@ -179,6 +180,90 @@ def _run_in_memory(
     return jax.lax.while_loop(running, one_pass, (state, jnp.asarray(0, jnp.int32)))
 
 
+def _carry_one(basis, s: lbfgs.HeadState, l2, l2_new, cfg: lbfgs.Settings):
+    """One head's final state at strength ``l2`` as the starting state of the
+    same training set at ``l2_new``, with no data pass: the same (W, b) in
+    the new coordinates, its objective and gradient there (the
+    cross-entropy's part does not depend on the strength, the penalty's is
+    known), and the L-BFGS memory as the same steps in the new coordinates
+    with their gradient changes under the new penalty. Heads with no L1
+    term only."""
+    D, dc = basis_lib.scales(basis, l2)
+    Dn, _ = basis_lib.scales(basis, l2_new)
+    q = s.theta.shape[-1] // (D.shape[0] + 1)
+
+    def flat(on_weights, on_intercept):  # per coordinate (P,), U's then c''s
+        weights = jnp.broadcast_to(on_weights[:, None], (D.shape[0], q)).ravel()
+        return jnp.concatenate([weights, jnp.full((q,), on_intercept, D.dtype)])
+
+    ratio = flat(D / Dn, 1.0)  # the same step, in the new coordinates
+    cross = flat((l2_new - l2) * Dn * D, 0.0)  # the penalty's change
+    theta = ratio * s.theta
+    # the gradient: the cross-entropy's part, D' (its W part), and the
+    # new penalty's, l2' D' W = l2' D' D U
+    ce = s.g / flat(D, 1.0) - flat(l2 * D, 0.0) * s.theta
+    g = flat(Dn, 1.0) * ce + flat(l2_new * Dn * D, 0.0) * s.theta
+    f = s.f + 0.5 * (l2_new - l2) * jnp.sum(jnp.square(flat(D, 0.0) * s.theta))
+    S = ratio * s.S
+    Y = s.Y / ratio + cross * s.S
+    sy, ss, yy = (jnp.sum(a * b, axis=-1) for a, b in ((S, Y), (S, S), (Y, Y)))
+    kept = (s.rho != 0) & (sy > 1e-10 * jnp.sqrt(ss * yy))
+    rho = jnp.where(kept, 1.0 / jnp.where(kept, sy, 1.0), 0.0)
+    newest = s.newest
+    gamma = jnp.where(kept[newest], sy[newest] / yy[newest], s.gamma)
+    # the raw gradient's norm there, for gtol (the pass's gW, gc: `_move`)
+    ce_W, gc = basis_lib.split(basis, ce)
+    b_grad = jnp.where(basis.intercept > 0, gc / (basis.intercept * dc), 0.0)
+    dW = ce_W if basis.V is None else basis.V @ ce_W
+    gW = dW - jnp.outer(basis.shift - basis.mu, b_grad)
+    zero = jnp.zeros((), l2.dtype)
+    largest, l2_norm = basis_lib.raw_grad_norms(basis, theta, gW, b_grad, l2_new, zero)
+    norm = largest if cfg.gtol_norm == "max" else l2_norm
+    start = s._replace(
+        theta=theta, f=f, g=g, S=S, Y=Y, rho=rho, gamma=gamma,
+        step=jnp.zeros_like(s.step), orthant=jnp.sign(theta),
+        iterations=jnp.zeros_like(s.iterations),
+        evaluations=jnp.zeros_like(s.evaluations),
+        backtracks=jnp.zeros_like(s.backtracks),
+        done=jnp.zeros_like(s.done), converged=jnp.zeros_like(s.converged),
+    )  # fmt: skip
+    l1w = jnp.zeros_like(theta)
+    moved = jnp.zeros_like(theta)
+    # as if its first pass had just evaluated it: direction, gap, stopping test
+    new = lbfgs._accept(start, theta, moved, f, g, norm, l1w, cfg, write=False)
+    return new._replace(evaluations=jnp.ones_like(s.evaluations))
+
+
+def _carry(basis, state, l2, l2_new, limits, *, shape_cfg):
+    cfg = _with_limits(shape_cfg, limits)
+    one = functools.partial(_carry_one, cfg=cfg)
+    return jax.vmap(one, in_axes=(None, 0, 0, 0))(basis, state, l2, l2_new)
+
+
+def carry(
+    rows: Rows,
+    basis: basis_lib.Basis,
+    state: lbfgs.HeadState,
+    l2: jax.Array,
+    l2_new: jax.Array,
+    cfg: lbfgs.Settings,
+) -> lbfgs.HeadState:
+    """Final states (H,) of heads with L2 strengths ``l2`` (no L1 term) as
+    the starting states of the same heads at ``l2_new``, without a data
+    pass (`_carry_one`): the next strength of scikit-learn's path over C
+    starts where the last one ended, its L-BFGS memory included. ``state``
+    is consumed. Pass the result to `solve_heads` with ``going_on=False``;
+    its heads count one evaluation already (``evaluations`` 1)."""
+    shape_cfg, limits = _split_settings(cfg)
+    program = compiling.jit(
+        _carry,
+        rows.mesh,
+        static_argnames=("shape_cfg",),
+        donate_argnames=("state",),
+    )
+    return program(basis, state, l2, l2_new, limits, shape_cfg=shape_cfg)
+
+
 def _move_limits(basis, heads, state, sums, limits, shape_cfg):
     return _move(basis, heads, state, sums, _with_limits(shape_cfg, limits))
 
@@ -272,6 +357,8 @@ def solve_heads(
     start: np.ndarray | lbfgs.HeadState,
     cfg: lbfgs.Settings,
     progress: Callable[[Progress], None] | None = None,
+    *,
+    going_on: bool | None = None,
 ) -> lbfgs.HeadState:
     """Solves every head from ``start``; returns the final states.
 
@@ -284,12 +371,16 @@ def solve_heads(
       cfg: L-BFGS settings.
       progress: called after each call of the device loop (at most
         `PASSES_PER_CALL` passes apart).
+      going_on: whether states given as ``start`` are gone on from
+        (`_going_on`); False takes them as they are (`carry`'s). None: True
+        for states.
 
     Returns:
       The batched `lbfgs.HeadState` (H, ...); ``theta`` holds the solutions.
     """
-    going_on = isinstance(start, lbfgs.HeadState)
-    if going_on:
+    if going_on is None:
+        going_on = isinstance(start, lbfgs.HeadState)
+    if isinstance(start, lbfgs.HeadState):
         state = start
     else:
         state = sharding.replicate(lbfgs.init_host(start, cfg.memory), rows.mesh)
