@@ -1,36 +1,79 @@
 """jaxsoft: softmax regression as pure, compiled JAX functions.
 
 >>> import jaxsoft as js
+
+The names below are loaded on first use (PEP 562), so ``import jaxsoft`` is
+quick and imports no JAX: the ``jaxsoft`` command starts, and a Ctrl-C while
+JAX imports ends it with one line, not a traceback (`jaxsoft.__main__`).
+``js.accuracy``, ``from jaxsoft import accuracy`` and ``js.metrics`` work as
+with eager imports.
 """
 
-from jaxsoft.compile_cache import enable_compilation_cache
-from jaxsoft.errors import JaxsoftError
-from jaxsoft.losses import (
-    cross_entropy,
-    cross_entropy_grad,
-    l2_penalty,
-    log_softmax,
-    logsumexp,
-    one_hot,
-    softmax,
-)
-from jaxsoft.metrics import (
-    accuracy,
-    confusion_matrix,
-    expected_calibration_error,
-    top_k_accuracy,
-)
-from jaxsoft.model import (
-    Params,
-    init_params,
-    logits,
-    predict,
-    predict_proba,
-    top_k,
-)
-from jaxsoft.objective import loss
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jaxsoft.compile_cache import enable_compilation_cache
+    from jaxsoft.errors import JaxsoftError
+    from jaxsoft.losses import (
+        cross_entropy,
+        cross_entropy_grad,
+        l2_penalty,
+        log_softmax,
+        logsumexp,
+        one_hot,
+        softmax,
+    )
+    from jaxsoft.metrics import (
+        accuracy,
+        confusion_matrix,
+        expected_calibration_error,
+        top_k_accuracy,
+    )
+    from jaxsoft.model import (
+        Params,
+        init_params,
+        logits,
+        predict,
+        predict_proba,
+        top_k,
+    )
+    from jaxsoft.objective import loss
 
 __version__ = "0.1.0"
+
+_HOMES = {  # each public name -> the module that defines it
+    "enable_compilation_cache": "compile_cache",
+    "JaxsoftError": "errors",
+    **dict.fromkeys(
+        (
+            "cross_entropy",
+            "cross_entropy_grad",
+            "l2_penalty",
+            "log_softmax",
+            "logsumexp",
+            "one_hot",
+            "softmax",
+        ),
+        "losses",
+    ),
+    **dict.fromkeys(
+        (
+            "accuracy",
+            "confusion_matrix",
+            "expected_calibration_error",
+            "top_k_accuracy",
+        ),
+        "metrics",
+    ),
+    **dict.fromkeys(
+        ("Params", "init_params", "logits", "predict", "predict_proba", "top_k"),
+        "model",
+    ),
+    "loss": "objective",
+}
 
 __all__ = [
     "JaxsoftError",
@@ -54,3 +97,27 @@ __all__ = [
     "top_k",
     "top_k_accuracy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name from its module, or a submodule (``js.metrics``), loaded
+    on first use and kept."""
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f"jaxsoft.{_HOMES[name]}"), name)
+    elif name.startswith("__"):
+        raise AttributeError(f"module 'jaxsoft' has no attribute {name!r}")
+    else:
+        try:
+            value = importlib.import_module(f"jaxsoft.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"jaxsoft.{name}":
+                raise
+            raise AttributeError(
+                f"module 'jaxsoft' has no attribute {name!r}"
+            ) from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

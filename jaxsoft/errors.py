@@ -13,7 +13,13 @@ nothing, so any layer of the package can use it.
 
 from __future__ import annotations
 
-__all__ = ["JaxsoftError"]
+__all__ = ["EXIT_INTERRUPTED", "JaxsoftError"]
+
+EXIT_INTERRUPTED = 130
+"""The exit code of an interrupted ``jaxsoft`` command (the shell's code for
+a process ended by SIGINT). Here, in the module that imports nothing, so the
+console script can use it while the rest of the package is still importing;
+`jaxsoft.experiment.signals` re-exports it."""
 
 
 class JaxsoftError(Exception):

@@ -726,3 +726,63 @@ def test_the_console_script_exits_with_mains_code_and_its_output(tmp_path):
     assert good.returncode == 0, good.stderr
     assert good.stdout.startswith("before") and "train" in good.stdout
     assert good.stdout.endswith("exit handler ran\n")
+
+
+def _console_script_code() -> str:
+    """What pip's wrapper of the ``jaxsoft`` console script runs, from the
+    entry point that pyproject.toml declares."""
+    import re
+
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    entry = re.search(r'^jaxsoft = "([\w.]+):(\w+)"$', pyproject, re.MULTILINE)
+    module, name = entry.groups()
+    return f"import sys; from {module} import {name}; sys.exit({name}())"
+
+
+# Runs before the command: Ctrl-C raises KeyboardInterrupt (a background
+# job's children start with SIGINT ignored); announces (on stdout) the moment
+# the import of jax begins and, with a pause, holds it there until the signal.
+_IMPORT_WATCH = """\
+import importlib.abc, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "jax":
+            sys.meta_path.remove(self)
+            print("importing jax", flush=True)
+            time.sleep({pause})
+        return None
+sys.meta_path.insert(0, Watch())
+"""
+
+
+@pytest.mark.parametrize("entry", ["console script", "python -m jaxsoft"])
+@pytest.mark.parametrize("pause", [60, 0], ids=["held in import", "real import"])
+def test_ctrl_c_while_the_command_imports_prints_one_line_and_exits_130(entry, pause):
+    """SIGINT while jax imports (held there, or as it really imports): one
+    line on stderr, no traceback, exit code 130."""
+    from jaxsoft.experiment.signals import EXIT_INTERRUPTED
+
+    start = (
+        _console_script_code()
+        if entry == "console script"
+        else "import runpy; runpy.run_module('jaxsoft', run_name='__main__')"
+    )
+    argv = ["train", "--help"]  # if the signal came late: the usage, exit 0
+    child = subprocess.Popen(
+        [sys.executable, "-c", _IMPORT_WATCH.format(pause=pause) + start, *argv],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline() == "importing jax\n"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert "Traceback" not in err, err
+    assert err == "jaxsoft: interrupted.\n"
+    assert child.returncode == EXIT_INTERRUPTED == 130
+    assert "usage" not in out

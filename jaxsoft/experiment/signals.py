@@ -43,6 +43,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from jaxsoft.errors import EXIT_INTERRUPTED
+
 __all__ = [
     "EXIT_INTERRUPTED",
     "RunInterrupted",
@@ -56,7 +58,6 @@ __all__ = [
 ]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 _quit_message: Callable[[str], str] | None = None
 
 
