@@ -100,3 +100,44 @@ def weighted_mean_and_cov(
     mean = np.zeros(x.shape[1]) if about_zero else np.average(x, axis=0, weights=w)
     xc = x - mean
     return mean, (xc * w[:, None]).T @ xc / w.sum()
+
+
+def _lbfgs_step(state, l1w, data, *, f_and_grad, cfg):
+    from jaxsoft.exact import lbfgs
+
+    point = lbfgs.trial(state, l1w)
+    f, g = f_and_grad(point, *data)
+    f = f + jnp.sum(l1w * jnp.abs(point))
+    norm = jnp.max(jnp.abs(lbfgs.pseudo_gradient(point, g, l1w)))
+    return lbfgs.advance(state, f, g, norm, l1w, cfg)
+
+
+_lbfgs_step_jit = jax.jit(_lbfgs_step, static_argnames=("f_and_grad", "cfg"))
+
+
+def drive_lbfgs(
+    f_and_grad, theta0, l1w, iterations: int, *, data=(), cfg=None, trail=None
+):
+    """Runs one head of `jaxsoft.exact.lbfgs.advance` on an objective given
+    in closed form: ``f_and_grad(point, *data)`` is its smooth part's value
+    and gradient, to which ``sum l1w |theta|`` is added. At most 4 x
+    ``iterations`` passes; ``cfg`` defaults to rtol 0, gtol 1e-12, memory 5
+    and max_iter ``iterations``. ``trail``, a list, receives the state after
+    each pass. Returns the last state.
+
+    One program per (f_and_grad, cfg, shapes): a module-level ``f_and_grad``
+    with its arrays in ``data`` is compiled once for all of them."""
+    from jaxsoft.exact import lbfgs
+
+    if cfg is None:
+        cfg = lbfgs.Settings(rtol=0.0, gtol=1e-12, max_iter=iterations, memory=5)
+    state = lbfgs.init_host(np.asarray(theta0)[None], cfg.memory)
+    state = jax.tree.map(lambda a: jnp.asarray(a[0]), state)
+    l1w, data = jnp.asarray(l1w), tuple(jnp.asarray(a) for a in data)
+    for _ in range(4 * iterations):
+        if bool(state.done):
+            break
+        state = _lbfgs_step_jit(state, l1w, data, f_and_grad=f_and_grad, cfg=cfg)
+        if trail is not None:
+            trail.append(state)
+    return state

@@ -10,35 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _helpers import objective64
+from _helpers import drive_lbfgs, objective64
 from sklearn.datasets import load_iris, load_wine
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from jaxsoft.exact import SolveInputError, lbfgs, solve
-
-
-def _drive(f_and_grad, theta0: np.ndarray, l1w: np.ndarray, iterations: int):
-    """Runs one head of `lbfgs.advance` on an objective given in closed form
-    (its smooth part's value and gradient, plus ``sum l1w |theta|``)."""
-    cfg = lbfgs.Settings(rtol=0.0, gtol=1e-12, max_iter=iterations, memory=5)
-    state = lbfgs.init_host(theta0[None], cfg.memory)
-    state = jax.tree.map(lambda a: jnp.asarray(a[0]), state)
-    l1w = jnp.asarray(l1w)
-
-    @jax.jit
-    def step(state):
-        point = lbfgs.trial(state, l1w)
-        f, g = f_and_grad(point)
-        f = f + jnp.sum(l1w * jnp.abs(point))
-        norm = jnp.max(jnp.abs(lbfgs.pseudo_gradient(point, g, l1w)))
-        return lbfgs.advance(state, f, g, norm, l1w, cfg)
-
-    for _ in range(4 * iterations):
-        if bool(state.done):
-            break
-        state = step(state)
-    return state
+from jaxsoft.exact import SolveInputError, solve
 
 
 def test_owlqn_reaches_the_soft_threshold_of_a_quadratic():
@@ -55,7 +32,7 @@ def test_owlqn_reaches_the_soft_threshold_of_a_quadratic():
 
         # started across zero from the answer: coordinates must stop at 0
         start = np.array([-1.0, 1.0, -1.0, 1.0, 0.0, 0.5])
-        state = _drive(f_and_grad, start, l1w, 200)
+        state = drive_lbfgs(f_and_grad, start, l1w, 200)
         expected = np.sign(a) * np.maximum(np.abs(a) - l1w / A, 0.0)
         assert bool(state.converged)
         np.testing.assert_allclose(state.theta, expected, atol=1e-10)
@@ -74,7 +51,7 @@ def test_without_l1_weights_owlqn_is_lbfgs():
             r = x - a
             return 0.5 * r @ A @ r, A @ r
 
-        state = _drive(f_and_grad, np.zeros(8), np.zeros(8), 200)
+        state = drive_lbfgs(f_and_grad, np.zeros(8), np.zeros(8), 200)
         np.testing.assert_allclose(state.theta, a, atol=1e-9)
 
 
