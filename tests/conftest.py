@@ -27,24 +27,34 @@ settings.register_profile("jaxsoft", deadline=None, max_examples=60)
 settings.register_profile("thorough", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxsoft"))
 
-# The CLI keeps compiled programs in a disk cache. The suite's processes (the
-# CLI's subprocesses above all) share one, in a folder of their own that is
-# removed at the end, so none is left in the home folder and each program is
-# compiled once per run of the suite. JAXSOFT_TEST_CACHE=0 turns it off, so
-# that every process compiles from scratch. The folder is made by the process
-# that loads this file first (pytest itself, or xdist's controller); the xdist
+# The CLI and the estimators keep compiled programs in a disk cache. The
+# suite's processes (the CLI's subprocesses above all) share one, kept between
+# runs of the suite in the user's cache folder ($XDG_CACHE_HOME or ~/.cache,
+# then jaxsoft/test-suite), so each program is compiled once, and a later run
+# of the suite loads what it compiled before. That is safe: an executable's key
+# holds the digest of jaxsoft's source, and JAX's own entries are keyed by the
+# program. JAXSOFT_TEST_CACHE=fresh uses a new folder, removed at the end (a
+# first run's cost); JAXSOFT_TEST_CACHE=0 turns the cache off, so that every
+# process compiles from scratch. The folder is chosen by the process that
+# loads this file first (pytest itself, or xdist's controller); the xdist
 # workers it starts inherit it (_SUITE_CACHE), so they and their subprocesses
-# share one cache instead of one each.
+# share one cache.
 _SUITE_CACHE = "JAXSOFT_TEST_SUITE_CACHE"
-if os.environ.get("JAXSOFT_TEST_CACHE", "1") == "0":
+_MODE = os.environ.get("JAXSOFT_TEST_CACHE", "keep")
+if _MODE == "0":
     os.environ["JAXSOFT_CACHE_DIR"] = ""
 elif os.environ.get("PYTEST_XDIST_WORKER") and os.path.isdir(
     os.environ.get(_SUITE_CACHE, "")
 ):
     os.environ["JAXSOFT_CACHE_DIR"] = os.environ[_SUITE_CACHE]
 else:
-    _CACHE = tempfile.mkdtemp(prefix="jaxsoft-test-xla-")
-    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+    if _MODE == "fresh":
+        _CACHE = tempfile.mkdtemp(prefix="jaxsoft-test-xla-")
+        atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+    else:
+        _home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        _CACHE = os.path.join(_home, "jaxsoft", "test-suite")
+        os.makedirs(_CACHE, exist_ok=True)
     os.environ["JAXSOFT_CACHE_DIR"] = os.environ[_SUITE_CACHE] = _CACHE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
