@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import free_port
 
 import jaxsoft.data
 from jaxsoft.experiment import checkpoint
@@ -293,14 +293,8 @@ def test_ctrl_c_while_plotting_after_training_keeps_the_run(data_dir, env, tmp_p
     assert (out / "summary.json").is_file()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(command: list[str], env: dict[str, str], n: int) -> list:
-    port = _free_port()
+    port = free_port()
     flags = ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes", str(n)]
     return [_start([*command, *flags, "--process-id", str(i)], env) for i in range(n)]
 

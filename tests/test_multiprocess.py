@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import final_params, free_port
 
 import jaxsoft.data
-from jaxsoft.experiment import checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
@@ -32,12 +31,6 @@ def data_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tfds")
     jaxsoft.data.load("digits", data_dir=path)  # prepared once, offline
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _train(*args: str) -> list[str]:
@@ -62,18 +55,13 @@ def _finish(processes: list[subprocess.Popen], timeout: float = 240) -> list[tup
     return [(p.wait(timeout), *p.communicate()) for p in processes]
 
 
-def _params(out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    params, meta = checkpoint.load_params(out)  # this process: one device
-    return np.asarray(params.W), np.asarray(params.b), meta
-
-
 @pytest.mark.slow
 def test_a_killed_two_process_run_resumes_like_one_process(data_dir, tmp_path):
     """Killed (kill -9) after its epoch-2 checkpoint and resumed, a 2-process
     run ends where an uninterrupted 1-process run does."""
     args = ["--data-dir", str(data_dir), "--epochs", "8", "--checkpoint-every", "1"]
     killed, reference = tmp_path / "killed", tmp_path / "reference"
-    processes = _launch(2, [*args, "--out", str(killed)], _free_port())
+    processes = _launch(2, [*args, "--out", str(killed)], free_port())
     try:
         deadline = time.monotonic() + 180
         while not (killed / "checkpoints" / "2").is_dir():
@@ -91,7 +79,7 @@ def test_a_killed_two_process_run_resumes_like_one_process(data_dir, tmp_path):
     assert done < 8
 
     resumed = _finish(
-        _launch(2, [*args, "--out", str(killed), "--resume"], _free_port())
+        _launch(2, [*args, "--out", str(killed), "--resume"], free_port())
     )
     for code, _, stderr in resumed:
         assert code == 0, stderr[-2000:]
@@ -103,8 +91,8 @@ def test_a_killed_two_process_run_resumes_like_one_process(data_dir, tmp_path):
     assert "2 cpu device(s) in 2 process(es)" in resumed[0][1]
     # Process 1 prints nothing of its own (gloo's C++ greeting aside).
     assert [x for x in resumed[1][1].splitlines() if not x.startswith("[Gloo]")] == []
-    w, b, meta = _params(killed)
-    w_ref, b_ref, _ = _params(reference)
+    w, b, meta = final_params(killed)
+    w_ref, b_ref, _ = final_params(reference)
     assert meta["epoch"] == 8
     np.testing.assert_allclose(w, w_ref, atol=1e-5, rtol=0)
     np.testing.assert_allclose(b, b_ref, atol=1e-5, rtol=0)
@@ -129,7 +117,7 @@ def _one_error_line(stderr: str) -> str:
 @pytest.mark.slow
 def test_bad_launches_fail_fast_with_one_line(data_dir, tmp_path):
     args = ["--data-dir", str(data_dir), "--epochs", "2", "--out", str(tmp_path / "r")]
-    port = _free_port()
+    port = free_port()
     out_of_range = subprocess.run(
         _train(
             *args,
@@ -158,7 +146,7 @@ def test_bad_launches_fail_fast_with_one_line(data_dir, tmp_path):
     assert no_coordinator.returncode == 2
     assert "no coordinator answered" in _one_error_line(no_coordinator.stderr)
 
-    mismatched = _finish(_launch(2, args, _free_port(), **{"1": "3"}), timeout=60)
+    mismatched = _finish(_launch(2, args, free_port(), **{"1": "3"}), timeout=60)
     for code, _, stderr in mismatched:
         assert code == 2
         assert "different --num-processes" in _one_error_line(stderr)
@@ -201,7 +189,7 @@ def test_two_processes_probe_like_one(tmp_path):
     # (each process reads its own rows), equal the one-process run.
     for name, train in (("npz", ["train.npz"]), ("npy", ["x.npy", "y.npy"])):
         args = ["probe", "--train", *(str(tmp_path / f) for f in train), *val]
-        port = _free_port()
+        port = free_port()
         flags = ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes"]
         two = [
             subprocess.Popen(
