@@ -682,7 +682,9 @@ def test_missing_tensorflow_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import` now fails
-    with pytest.raises(data.MissingDependencyError, match=r"jaxsoft\[tfds\]") as info:
+    with pytest.raises(
+        data.MissingDependencyError, match=r"jaxsoft\[tensorflow\]"
+    ) as info:
         data.load("mnist", data_dir=tmp_path)
     assert isinstance(info.value, ImportError)
     assert "tensorflow-cpu" in str(info.value)
@@ -1133,3 +1135,39 @@ def test_describe_is_fast_and_needs_no_tensorflow(tmp_path: Path) -> None:
     assert float(result.stdout) < 1.0, result.stdout
     assert result.stderr == ""
     assert not (tmp_path / "tfds").exists()
+
+
+def _extra_requirements(extras: dict, name: str) -> set[str]:
+    """The distributions that ``jaxsoft[name]`` requires (its own extras
+    expanded), lower case, without versions or markers."""
+    from packaging.requirements import Requirement
+
+    names = set()
+    for line in extras[name]:
+        requirement = Requirement(line)
+        if requirement.name == "jaxsoft":
+            for extra in requirement.extras:
+                names |= _extra_requirements(extras, extra)
+        else:
+            names.add(requirement.name.lower())
+    return names
+
+
+def test_the_tfds_extra_never_brings_a_second_tensorflow() -> None:
+    """pip cannot require "any TensorFlow", so only the [tensorflow] extra
+    (for machines without one) names a TensorFlow distribution: ``pip install
+    jaxsoft[tfds]`` on Colab keeps Colab's TensorFlow alone."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text())["project"]
+    extras = project["optional-dependencies"]
+    tensorflows = {"tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly"}
+    core = {
+        line.split(">")[0].split(";")[0].strip() for line in project["dependencies"]
+    }
+    assert not core & tensorflows
+    assert "tensorflow-datasets" in _extra_requirements(extras, "tfds")
+    assert not _extra_requirements(extras, "tfds") & tensorflows
+    assert {"tensorflow", "tensorflow-cpu"} <= _extra_requirements(extras, "tensorflow")
+    # The tests prepare TFDS datasets: the test extra brings a TensorFlow.
+    assert "tensorflow-cpu" in _extra_requirements(extras, "test")

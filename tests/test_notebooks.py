@@ -94,7 +94,7 @@ def test_notebook_cells_teach(path):
             f"{path.name}: a code cell of {lines} lines (at most "
             f"{MAX_CODE_CELL_LINES}); split it:\n{source}"
         )
-        if "[tfds]" in source:  # never a second TensorFlow beside Colab's
+        if "[tensorflow]" in source:  # never a second TensorFlow beside Colab's
             assert 'find_spec("tensorflow")' in source, source
 
 

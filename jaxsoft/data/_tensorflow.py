@@ -15,8 +15,8 @@ from types import ModuleType
 from jaxsoft.data.errors import MissingDependencyError
 
 INSTALL_HINT = (
-    "pip install 'jaxsoft[tfds]' (or: pip install tensorflow-cpu, "
-    "or tensorflow on a machine where TensorFlow should see the GPU)"
+    "pip install 'jaxsoft[tensorflow]' (TensorFlow's CPU build, tensorflow-cpu; "
+    "or: pip install tensorflow on a machine where TensorFlow should see the GPU)"
 )
 
 # Set before TensorFlow is imported, unless the user set them: no C++ log
