@@ -35,14 +35,14 @@ def _prepare(
     labels: ArrayLike,
     where: ArrayLike | None = None,
     sample_weight: ArrayLike | None = None,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array | None]:
     """-> logits (n, q), class indices (n,), whether each index is valid,
-    which examples count (n,) bool, and each example's weight (n,).
+    which examples count (n,) bool, and each example's weight (n,) or None.
 
     An example counts when ``where`` includes it (all by default) and its
     weight is positive: a weight of 0 is a dropped row. The weights are
-    floating (at least float32), 1 for every example when ``sample_weight``
-    is None.
+    floating (at least float32); None when ``sample_weight`` is None (every
+    example counts once, and counts stay integers).
 
     Concrete integer labels outside [0, q) raise here (unless ``where`` or a
     zero weight excludes them); traced ones are flagged invalid for the
@@ -79,7 +79,7 @@ def _prepare(
     counted = (
         jnp.ones(indices.shape, bool) if included is None else included.reshape(-1)
     )
-    w = jnp.ones(indices.shape, jnp.float32) if w is None else w.reshape(-1)
+    w = None if w is None else w.reshape(-1)
     return logits.reshape(-1, q), indices, valid | ~counted, counted, w
 
 
@@ -101,15 +101,20 @@ def _checked_weights(
     return w
 
 
+def _total_weight(counted: jax.Array, w: jax.Array | None) -> jax.Array:
+    """How many examples count (an integer), or the sum of their weights."""
+    return jnp.sum(counted) if w is None else jnp.sum(jnp.where(counted, w, 0.0))
+
+
 def _masked_mean(
-    values: jax.Array, valid: jax.Array, counted: jax.Array, w: jax.Array
+    values: jax.Array, valid: jax.Array, counted: jax.Array, w: jax.Array | None
 ) -> jax.Array:
-    """The ``w``-weighted mean of ``values`` over counted examples; NaN if one
-    is invalid."""
-    weighted = w * _nan_where_invalid(values.astype(w.dtype), valid)
-    return jnp.sum(jnp.where(counted, weighted, 0.0)) / jnp.sum(
-        jnp.where(counted, w, 0.0)
-    )
+    """The mean of ``values`` over counted examples, each weighted by ``w``
+    (None: once); NaN if one is invalid."""
+    values = _nan_where_invalid(values, valid)
+    if w is not None:
+        values = w * values.astype(w.dtype)
+    return jnp.sum(jnp.where(counted, values, 0.0)) / _total_weight(counted, w)
 
 
 def _nan_where_invalid(values: jax.Array, valid: jax.Array) -> jax.Array:
@@ -258,7 +263,7 @@ def confusion_matrix(
     # dropped, never wrapped around into another cell as a negative index
     # would be.
     flat_cell = jnp.where(valid & counted, indices * q + predicted, q * q)
-    if sample_weight is None:
+    if w is None:
         counts = jnp.zeros((q * q,), jnp.int32).at[flat_cell].add(1, mode="drop")
     else:
         counts = jnp.zeros((q * q,), w.dtype).at[flat_cell].add(w, mode="drop")
@@ -307,7 +312,7 @@ def calibration_gaps(
     confidence = jnp.max(probs, axis=-1)
     correct = (jnp.argmax(logits, axis=-1) == indices).astype(jnp.float32)
     gap = _nan_where_invalid(correct, valid) - confidence
-    gap = jnp.where(counted, w * gap if sample_weight is not None else gap, 0.0)
+    gap = jnp.where(counted, gap if w is None else w * gap, 0.0)
     bins = jnp.clip((confidence * num_bins).astype(jnp.int32), 0, num_bins - 1)
     return jax.ops.segment_sum(gap, bins, num_bins)
 
@@ -353,4 +358,4 @@ def expected_calibration_error(
         logits, labels, num_bins, where, sample_weight=sample_weight
     )
     _, _, _, counted, w = _prepare(logits, labels, where, sample_weight)
-    return jnp.sum(jnp.abs(gaps)) / jnp.sum(jnp.where(counted, w, 0.0))
+    return jnp.sum(jnp.abs(gaps)) / _total_weight(counted, w)
