@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 from _fake_data import fake_dataset, install_fake_datasets
+from _helpers import final_params, softmax64
 from conftest import REPO_ROOT, run_python
 from PIL import Image
 
@@ -47,21 +48,9 @@ def train_fake(out: Path, capsys, *extra: str) -> tuple[int, str, str]:
     return run(["train", "--dataset", "fake", "--out", str(out), *FAST, *extra], capsys)
 
 
-def final_params(out: Path):
-    params, meta = checkpoint.load_params(out)
-    return np.asarray(params.W), np.asarray(params.b), meta
-
-
-def numpy_softmax(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Float64 softmax(x W + b) of shape (n, q)."""
-    o = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b)
-    e = np.exp(o - o.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def numpy_loss_and_accuracy(x, y, w, b) -> tuple[float, float]:
     """Float64 mean cross-entropy and accuracy of softmax(x W + b) on (x, y)."""
-    probs = numpy_softmax(x, w, b)
+    probs = softmax64(x, w, b)
     loss = -np.mean(np.log(probs[np.arange(len(y)), y]))
     return float(loss), float(np.mean(probs.argmax(axis=1) == y))
 
@@ -444,7 +433,7 @@ def test_evaluate(trained, fake_data, tmp_path, capsys):
     w, b, _ = final_params(trained)
     loss, accuracy = numpy_loss_and_accuracy(dataset.x_test, dataset.y_test, w, b)
     assert f"test: 45 examples  loss {loss:.4f}  accuracy {accuracy:.4f}" in stdout
-    predicted = numpy_softmax(dataset.x_test, w, b).argmax(axis=1)
+    predicted = softmax64(dataset.x_test, w, b).argmax(axis=1)
     confusion = np.zeros((3, 3), int)
     np.add.at(confusion, (dataset.y_test, predicted), 1)
     table = stdout.split("confusion matrix (rows: true class, columns: predicted):\n")
@@ -554,7 +543,7 @@ def test_predict(trained, fake_data, tmp_path, capsys):
             noise_pixels.reshape(-1) / 255.0,
         ]
     )
-    probs = numpy_softmax(x, w, b)
+    probs = softmax64(x, w, b)
     for line, path, row, label in zip(
         lines, (first, second, noise), probs, (*dataset.y_test[:2], None), strict=True
     ):

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _helpers import objective64
 from conftest import REPO_ROOT, run_python
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
@@ -131,14 +132,9 @@ def test_hashed_text_reaches_scikit_learns_optimum():
     with jax.enable_x64(True):
         sol = solve(X, y, [1.0 / (C * n)], rtol=0.0, gtol=1e-10, max_iter=2000)
 
-    def objective(coef, b):
-        z = X @ coef.T + b
-        z = z - z.max(1, keepdims=True)
-        ce = np.log(np.exp(z).sum(1)) - z[np.arange(n), y]
-        return ce.mean() + 0.5 * np.sum(coef**2) / (C * n)
-
     W, b = sol.params.W[0, 0], sol.params.b[0, 0]
-    ours, theirs = objective(W.T, b), objective(sk.coef_, sk.intercept_)
+    ours = objective64(W, b, X, y, 1.0 / (C * n))
+    theirs = objective64(sk.coef_.T, sk.intercept_, X, y, 1.0 / (C * n))
     assert abs(ours - theirs) <= 1e-9 * theirs
     np.testing.assert_allclose(X @ W + b - (X @ W + b).mean(1, keepdims=True),
                                sk.decision_function(X), atol=1e-5)  # fmt: skip
