@@ -427,7 +427,7 @@ def solve(
     if kept is not None:  # the empty columns' weights: 0
         W = np.zeros((G * L, len(kept), q), W.dtype)
         columns = np.flatnonzero(kept)
-        for head in range(G * L):  # a head at a time: 10x faster than a mask
+        for head in range(G * L):  # a head at a time: faster than a mask
             W[head, columns] = params.W[head]
         W = W.reshape(G, L, len(kept), q)
     return Solution(
