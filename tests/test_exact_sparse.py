@@ -77,9 +77,8 @@ def test_empty_columns_are_dropped_and_weigh_zero():
 
 def test_batched_strengths_go_on_from_the_stronger_ones(monkeypatch):
     """Heads solved a strength a batch start from the final states of the
-    stronger penalty's batch (`solver.carry`: no pass to evaluate the start,
-    the L-BFGS memory kept) and reach the optimum of every head solved
-    together."""
+    stronger penalty's batch (`solver.carry`: no pass to evaluate the start)
+    and reach the optimum of every head solved together."""
     from jaxsoft.exact import engine
 
     X, y, w = _sparse_problem(seed=2)
