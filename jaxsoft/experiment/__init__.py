@@ -17,19 +17,47 @@ library never imports the run.
 
 >>> from jaxsoft.experiment import Config, train_and_evaluate
 >>> summary = train_and_evaluate(Config(epochs=2), "/tmp/run")  # doctest: +SKIP
+
+The names load on first use (PEP 562, as in ``jaxsoft``), so the ``jaxsoft``
+command imports `signals` before JAX and guards that import with it.
 """
 
-from jaxsoft.experiment.config import Config, ConfigError
-from jaxsoft.experiment.distributed import Launch, LaunchError
-from jaxsoft.experiment.run_folder import RunFolder
-from jaxsoft.experiment.runner import (
-    Prediction,
-    RunDivergedError,
-    RunError,
-    evaluate_checkpoint,
-    predict_files,
-    train_and_evaluate,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jaxsoft.experiment.config import Config, ConfigError
+    from jaxsoft.experiment.distributed import Launch, LaunchError
+    from jaxsoft.experiment.run_folder import RunFolder
+    from jaxsoft.experiment.runner import (
+        Prediction,
+        RunDivergedError,
+        RunError,
+        evaluate_checkpoint,
+        predict_files,
+        train_and_evaluate,
+    )
+
+_HOMES = {  # each public name -> the module that defines it
+    "Config": "config",
+    "ConfigError": "config",
+    "Launch": "distributed",
+    "LaunchError": "distributed",
+    "RunFolder": "run_folder",
+    **dict.fromkeys(
+        (
+            "Prediction",
+            "RunDivergedError",
+            "RunError",
+            "evaluate_checkpoint",
+            "predict_files",
+            "train_and_evaluate",
+        ),
+        "runner",
+    ),
+}
 
 __all__ = [
     "Config",
@@ -44,3 +72,27 @@ __all__ = [
     "predict_files",
     "train_and_evaluate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name from its module, or a submodule, loaded on first use."""
+    if name in _HOMES:
+        module = importlib.import_module(f"{__name__}.{_HOMES[name]}")
+        value = getattr(module, name)
+    elif name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(
+                f"module {__name__!r} has no attribute {name!r}"
+            ) from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

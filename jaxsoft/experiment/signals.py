@@ -25,7 +25,13 @@ says below which failure it prevents, shown by a test in
   console script without tearing down every module and XLA's runtime one by
   one (about 0.4 s), after the exit handlers a normal exit runs.
 - `exit_now` (``os._exit``): a second Ctrl-C in the command quits at once,
-  from a signal handler, where raising could land inside orbax's writer.
+  from a signal handler, where raising could land inside orbax's writer; so
+  does a Ctrl-C while the command imports (`exit_on_interrupt`), where a
+  KeyboardInterrupt could land in JAX's garbage-collector callback and be
+  lost.
+
+This module imports only the standard library (and `jaxsoft.errors`), so the
+``jaxsoft`` command can use it before JAX imports (`jaxsoft.__main__`).
 """
 
 from __future__ import annotations
@@ -41,8 +47,6 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, NoReturn
 
-import numpy as np
-
 from jaxsoft.errors import EXIT_INTERRUPTED
 
 __all__ = [
@@ -52,6 +56,7 @@ __all__ = [
     "command_signals",
     "draining_event_loops",
     "exit_now",
+    "exit_on_interrupt",
     "finish_at_thread_shutdown",
     "quick_exit",
     "quit_at_once",
@@ -185,10 +190,41 @@ class StopRequests:
         asked = self.requested is not None
         if jax.process_count() == 1:
             return asked
+        import numpy as np
         from jax.experimental import multihost_utils
 
         flags = multihost_utils.process_allgather(np.int32(asked))
         return bool(np.max(np.asarray(flags)))
+
+
+@contextlib.contextmanager
+def exit_on_interrupt(line: str) -> Iterator[None]:
+    """While the block runs, Ctrl-C prints ``line`` and ends the process at
+    once with `EXIT_INTERRUPTED` (`exit_now`): for the ``jaxsoft`` command
+    while it imports JAX and the rest, when there is nothing to save yet.
+
+    A KeyboardInterrupt there would print a traceback, or be lost: raised in a
+    garbage-collector callback (JAX's, which runs often while modules import),
+    Python only prints it ("Exception ignored in") and goes on. Only where
+    SIGINT has Python's default handler (not in a background job, where it is
+    ignored, nor in a thread); the previous handler comes back after.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def end(signum: int, frame: FrameType | None) -> None:
+        _say(line)
+        exit_now(EXIT_INTERRUPTED)
+
+    previous = signal.signal(signal.SIGINT, end)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _say(line: str) -> None:
