@@ -14,12 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import REPO_ROOT
 
 from jaxsoft import model
 from jaxsoft.experiment import checkpoint
 from jaxsoft.train.records import TrainState
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG = {"dataset": "fake", "optimizer": "adam", "epochs": 4, "lr": 0.05}
 
 

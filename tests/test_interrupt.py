@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _helpers import free_port
+from conftest import REPO_ROOT
 
 import jaxsoft.data
 from jaxsoft.experiment import checkpoint
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 100  # about 10 ms each on digits: signals land well before the end
 ARGS = ["--epochs", str(EPOCHS), "--batch-size", "32"]
 NO_SAVES = ["--checkpoint-every", "1000"]  # only after the last epoch

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _helpers import final_params, free_port
+from conftest import REPO_ROOT
 
 import jaxsoft.data
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
 ENV.pop("XLA_FLAGS", None)
 

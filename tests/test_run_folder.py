@@ -11,11 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from jaxsoft.experiment.run_folder import RunFolder, RunFolderError, RunLockedError
 from jaxsoft.train.records import EpochRecord
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _record(epoch: int) -> EpochRecord:
