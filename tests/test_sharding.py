@@ -13,14 +13,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from jaxsoft import sharding
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PRELUDE = """
 import json
