@@ -88,7 +88,7 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     if batch_size % shards:
         low = batch_size // shards * shards
         raise ValueError(
-            f"batch_size {batch_size} does not split evenly over the {shards} "
+            f"`batch_size={batch_size}` does not split evenly over the {shards} "
             f"devices of the mesh's 'data' axis; use a multiple of {shards} "
             f"(e.g. {max(low, shards)} or {low + shards})."
         )

@@ -149,7 +149,7 @@ def test_bad_launches_fail_fast_with_one_line(data_dir, tmp_path):
     mismatched = _finish(_launch(2, args, free_port(), **{"1": "3"}), timeout=60)
     for code, _, stderr in mismatched:
         assert code == 2
-        assert "different --num-processes" in _one_error_line(stderr)
+        assert "different `--num-processes`" in _one_error_line(stderr)
 
 
 def _probe_split(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:

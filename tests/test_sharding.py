@@ -133,7 +133,7 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused():
             out["message"] = str(err)
         """
     )
-    assert "batch_size 20" in out["message"] and "8 devices" in out["message"]
+    assert "`batch_size=20`" in out["message"] and "8 devices" in out["message"]
     assert "16 or 24" in out["message"]
 
 
@@ -163,7 +163,9 @@ def test_the_cli_refuses_a_batch_that_does_not_split_with_one_line(tmp_path):
         timeout=300,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("jaxsoft: error: --batch-size: batch_size 20")
+    assert result.stderr.startswith(
+        "jaxsoft: error: `--batch-size 20` does not split evenly over the 8 devices"
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
 

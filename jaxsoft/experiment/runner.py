@@ -221,7 +221,7 @@ def train_and_evaluate(
         try:
             sharding.check_batch_size(config.batch_size, sharding.resolve_mesh())
         except ValueError as err:
-            raise RunError(f"`batch_size={config.batch_size}`: {err}") from None
+            raise RunError(str(err)) from None
         distributed.barrier("jaxsoft: every process checked its inputs")
         run = TrainingRun(config, dataset, folder, verbose, writer=writer)
         state, history = run.start(saved is not None and saved["epoch"] > 0)

@@ -343,7 +343,7 @@ def fit(
     n = x_train.shape[0]
     if batch_size > n:
         raise ValueError(
-            f"batch_size {batch_size} is larger than the {n} training examples; "
+            f"`batch_size={batch_size}` is larger than the {n} training examples; "
             f"use a batch size of at most {n}."
         )
     sample_weight = weights.check_sample_weight(sample_weight, n)
