@@ -72,7 +72,7 @@ class Config:
       >>> Config(l2=-1.0)
       Traceback (most recent call last):
       ...
-      jaxsoft.experiment.ConfigError: l2 must be a finite number >= 0, got -1.0.
+      jaxsoft.experiment.config.ConfigError: l2 must be a finite number >= 0, got -1.0.
     """
 
     dataset: str = _field(
