@@ -11,8 +11,9 @@ with eager imports.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jaxsoft._lazy import loader
 
 if TYPE_CHECKING:
     from jaxsoft.compile_cache import enable_compilation_cache
@@ -99,25 +100,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """A public name from its module, or a submodule (``js.metrics``), loaded
-    on first use and kept."""
-    if name in _HOMES:
-        value = getattr(importlib.import_module(f"jaxsoft.{_HOMES[name]}"), name)
-    elif name.startswith("__"):
-        raise AttributeError(f"module 'jaxsoft' has no attribute {name!r}")
-    else:
-        try:
-            value = importlib.import_module(f"jaxsoft.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"jaxsoft.{name}":
-                raise
-            raise AttributeError(
-                f"module 'jaxsoft' has no attribute {name!r}"
-            ) from None
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = loader(__name__, _HOMES, globals())
