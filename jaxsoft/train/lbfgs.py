@@ -1,13 +1,14 @@
 """`solve_lbfgs`: the exact optimum of `jaxsoft.loss`, the exact engine's one-head case.
 
-One L-BFGS in the package: `solve_lbfgs` runs `jaxsoft.exact.solve`'s
-preconditioned engine for a single head (one strength, every row), starting
-from the given parameters, mesh-aware and weighted like the rest.
+One L-BFGS in the package: `solve_lbfgs` is one call of `jaxsoft.exact.solve`
+for a single head (one strength, every row), starting from the given
+parameters, mesh-aware and weighted like the rest; it only maps the
+`Solution` back to `Params` (replicated on the mesh) and an `LbfgsInfo`.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -15,7 +16,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxsoft import model, sharding, validation
-from jaxsoft.exact import Part, engine, inputs, placement
+from jaxsoft.exact import solve
 
 __all__ = ["LbfgsInfo", "solve_lbfgs"]
 
@@ -41,20 +42,6 @@ class LbfgsInfo(NamedTuple):
     evaluations: int
 
 
-def _checked(params, x, y, sample_weight, check_input):
-    if check_input:
-        x, y = validation.validate_split(
-            x,
-            y,
-            num_classes=params.num_classes,
-            num_features=params.num_features,
-            split="train",
-        )
-    y = np.asarray(jax.device_get(y), np.int32)
-    w = inputs.checked_weight(sample_weight, len(y), "train")
-    return x, y, w
-
-
 def solve_lbfgs(
     params: model.Params,
     x: ArrayLike,
@@ -71,16 +58,17 @@ def solve_lbfgs(
 ) -> tuple[model.Params, LbfgsInfo]:
     """The minimiser of ``jaxsoft.loss(params, x, y, l2, sample_weight=w)``.
 
-    Preconditioned full-batch L-BFGS (`jaxsoft.exact.solve`'s engine, one
-    head) from ``params``, until the gradient's 2-norm is at most ``tol``,
-    the estimated objective gap is at most ``rtol`` times the objective, or
+    Preconditioned full-batch L-BFGS (one head of `jaxsoft.exact.solve`)
+    from ``params``, until the gradient's 2-norm is at most ``tol``, the
+    estimated objective gap is at most ``rtol`` times the objective, or
     ``max_iter`` iterations are done. With l2 > 0 the objective is strictly
     convex and this is its unique optimum: the same as scikit-learn's
     ``LogisticRegression(solver="lbfgs", C=1 / (l2 * sum(w)))`` fitted with
     ``sample_weight=w`` (which minimises the same function scaled by
     C * sum(w)). With l2 = 0 on separable data the optimum is at infinity and
     the solver stops at max_iter. float64 inputs are solved in float64 when
-    JAX's x64 mode is on, else in float32.
+    JAX's x64 mode is on, else in float32 (a large float64 solve runs most
+    iterations in float32 first; the float64 ``tol`` still decides).
 
     Args:
       params: the starting point (e.g. ``init_params(key, d, q, scale=0.0)``).
@@ -118,38 +106,37 @@ def solve_lbfgs(
       (True, True)
     """
     validation.check_params(params)
-    x, y, w = _checked(params, x, y, sample_weight, check_input)
+    if check_input:  # here, for the message that names params' sizes
+        x, y = validation.validate_split(
+            x,
+            y,
+            num_classes=params.num_classes,
+            num_features=params.num_features,
+            split="train",
+        )
     l2 = validation.non_negative_float("l2", l2)
-    cfg = engine.settings(rtol, tol, "l2", max_iter, memory_size)
     mesh = sharding.resolve_mesh(mesh)
-    q = params.num_classes
-    problem = engine.prepare(
-        [Part(x, y, w)],
-        q,
+    solution = solve(
+        x,
+        y,
+        [l2],
+        num_classes=params.num_classes,
+        sample_weight=sample_weight,
+        start=model.Params(*(np.asarray(jax.device_get(a)) for a in params)),
+        rtol=rtol,
+        gtol=tol,
+        gtol_norm="l2",
+        max_iter=max_iter,
+        memory_size=memory_size,
         mesh=mesh,
-        budget=placement.device_budget(None),
-        chunk_rows=placement.chunk_rows(1, q, None),
+        check_input=False,
     )
-    start = model.Params(np.asarray(params.W)[None], np.asarray(params.b)[None])
-    l2s = np.array([l2])
-    theta0 = engine.params_start(problem, start, l2s)
-    total = float(len(y) if w is None else np.sum(w))
-    state = engine.run(problem, l2s, np.array([0]), np.array([total]), theta0, cfg)
-    solution = engine.to_params(problem, state.theta, l2s)
-    dtype = problem.dtype
-    result = model.Params(
-        sharding.replicate(solution.W[0].astype(dtype), mesh),
-        sharding.replicate(solution.b[0].astype(dtype), mesh),
-    )
-
-    def scalar(a: Any) -> Any:
-        return sharding.to_host(a)[0]
-
+    W, b = (a[0, 0] for a in solution.params)
     info = LbfgsInfo(
-        iterations=int(scalar(state.iterations)),
-        converged=bool(scalar(state.converged)),
-        objective=float(scalar(state.f)),
-        grad_norm=float(scalar(state.grad_norm)),
-        evaluations=int(scalar(state.evaluations)),
+        iterations=int(solution.iterations[0, 0]),
+        converged=bool(solution.converged[0, 0]),
+        objective=float(solution.objective[0, 0]),
+        grad_norm=float(solution.grad_norm[0, 0]),
+        evaluations=int(solution.passes[0, 0]),
     )
-    return result, info
+    return model.Params(*sharding.replicate((W, b), mesh)), info
