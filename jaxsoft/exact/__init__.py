@@ -27,10 +27,12 @@ Modules, bottom up:
 
 from jaxsoft.exact.engine import Solution, solve
 from jaxsoft.exact.inputs import SolveInputError, validate_features
+from jaxsoft.exact.lbfgs import GradNorm
 from jaxsoft.exact.passes import Part, Scores, compute_dtype, score_pass
 from jaxsoft.exact.solver import Progress
 
 __all__ = [
+    "GradNorm",
     "Part",
     "Progress",
     "Scores",

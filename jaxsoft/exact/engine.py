@@ -17,6 +17,7 @@ iteration for every head, the rows sharded over the mesh
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -175,9 +176,21 @@ def to_params(problem: Problem, theta: jax.Array, l2: np.ndarray) -> model.Param
 
 
 def settings(
-    rtol: Any, gtol: Any, gtol_norm: str, max_iter: Any, memory: Any = 10
+    rtol: float,
+    gtol: float | None,
+    gtol_norm: lbfgs.GradNorm,
+    max_iter: int,
+    memory: int = 10,
 ) -> lbfgs.Settings:
-    """Checked `lbfgs.Settings` (a `SolveInputError` names a bad one)."""
+    """Checked `lbfgs.Settings` (a `SolveInputError` names a bad one).
+
+    Args:
+      rtol: the relative-gap test, >= 0 (0: never).
+      gtol: the gradient test, >= 0, or None (never).
+      gtol_norm: the gradient test's norm, "max" or "l2".
+      max_iter: iterations per head, >= 1.
+      memory: the L-BFGS history length, >= 1 (``memory_size`` in errors).
+    """
     try:
         rtol = validation.non_negative_float("rtol", rtol)
         gtol = 0.0 if gtol is None else validation.non_negative_float("gtol", gtol)
@@ -185,7 +198,7 @@ def settings(
         memory = validation.positive_int("memory_size", memory)
     except ValueError as err:
         raise SolveInputError(str(err)) from None
-    if gtol_norm not in ("max", "l2"):
+    if gtol_norm not in typing.get_args(lbfgs.GradNorm):
         raise SolveInputError(f'gtol_norm must be "max" or "l2", got {gtol_norm!r}.')
     return lbfgs.Settings(
         rtol=rtol, gtol=gtol, gtol_norm=gtol_norm, max_iter=max_iter, memory=memory
@@ -256,7 +269,7 @@ def solve(
     start: model.Params | None = None,
     rtol: float = 1e-7,
     gtol: float | None = None,
-    gtol_norm: str = "max",
+    gtol_norm: lbfgs.GradNorm = "max",
     max_iter: int = 1000,
     memory_size: int = 10,
     fit_intercept: bool = True,
@@ -519,7 +532,7 @@ def _solve_batch(
     progress: Callable[[Progress], None] | None,
     polish: tuple[float, int] | None,
     rtol: float,
-    gtol_norm: str,
+    gtol_norm: lbfgs.GradNorm,
 ) -> tuple[Any, ...]:
     """One batch of heads (H,): float32 first where ``rough``, then the
     solve, then the polish; from points (H, P) or from starting states

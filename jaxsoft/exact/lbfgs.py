@@ -37,13 +37,18 @@ JAX's x64 mode is on.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["HeadState", "Settings", "advance", "init_host"]
+__all__ = ["GradNorm", "HeadState", "Settings", "advance", "init_host"]
+
+
+GradNorm = Literal["max", "l2"]
+"""The norm of a gradient test: its largest entry ("max", scikit-learn's
+``tol``) or its Euclidean norm ("l2")."""
 
 
 class Settings(NamedTuple):
@@ -53,7 +58,7 @@ class Settings(NamedTuple):
     max_iter: int = 1000  # accepted iterations per head
     memory: int = 10
     gtol: float = 0.0  # or when the raw gradient's norm <= gtol (0: never)
-    gtol_norm: str = "max"  # that norm: "max" (largest entry) or "l2"
+    gtol_norm: GradNorm = "max"  # that norm: "max" (largest entry) or "l2"
     armijo: float = 1e-4
     flat_rtol: float | None = None  # approximate Wolfe: f may rise by this,
     # relative (None: 8 x the dtype's epsilon, 1e-6 in float32)
