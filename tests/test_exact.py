@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from jaxsoft import compiling
-from jaxsoft.exact import engine, passes, solve, solver
+from jaxsoft.exact import buckets, engine, passes, solve, solver
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +24,10 @@ def _solve_programs() -> set:
 
 @pytest.mark.parametrize("n", [17, 33, 150, 1000, 1797, 60000])
 def test_row_counts_round_up_to_one_of_16_sizes_an_octave(n):
-    size = passes.bucket(n)
+    size = buckets.bucket(n)
     assert n <= size <= n * (1 + 1 / 16)
     top = 1 << (n - 1).bit_length()  # n's octave is (top / 2, top]
-    sizes = {passes.bucket(m) for m in range(top // 2 + 1, top + 1)}
+    sizes = {buckets.bucket(m) for m in range(top // 2 + 1, top + 1)}
     assert len(sizes) <= 16 and max(sizes) == top
 
 

@@ -17,7 +17,7 @@ from _helpers import objective, weighted_ce_sum, weighted_mean_and_cov, weighted
 
 from jaxsoft import sharding
 from jaxsoft.exact import basis as basis_lib
-from jaxsoft.exact import passes
+from jaxsoft.exact import passes, scoring
 from jaxsoft.exact.passes import Part, Rows
 
 N, D, Q = 60, 5, 7
@@ -138,7 +138,7 @@ def test_scores_are_numpys_top1_and_top5_inside_and_outside_each_set(problem):
     W, c = _heads(seed=3)
     rows = _rows(x, y, w, member, shift=shift)
     heads = sharding.replicate((W, c, GROUP), rows.mesh)
-    scores = passes.score_pass(rows, *heads)
+    scores = scoring.score_pass(rows, *heads)
     for h, g in enumerate(GROUP):
         o = (x - shift) @ W[h] + c[h]
         inside, outside = w * member[:, g], w * ~member[:, g]
@@ -183,8 +183,8 @@ def test_sparse_rows_give_the_dense_rows_sums(sparse_problem):
     np.testing.assert_allclose(ours.second, theirs.second, rtol=1e-10, atol=1e-12)
     heads = sharding.replicate((jnp.asarray(W), jnp.asarray(c), GROUP), dense.mesh)
     for ours, theirs in zip(
-        passes.score_pass(sparse, *heads),
-        passes.score_pass(dense, *heads),
+        scoring.score_pass(sparse, *heads),
+        scoring.score_pass(dense, *heads),
         strict=True,
     ):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12)

@@ -9,16 +9,18 @@ exact optimum of the weighted objective
 by preconditioned L-BFGS, every head sharing each pass over the rows, the
 whole iteration loop one compiled program on the device. The faces call it:
 `jaxsoft.linear_model`, `jaxsoft.train.solve_lbfgs`, `jaxsoft.probe.sweep`,
-through the names below only (`Part` and `score_pass` score a probe's
-heads on held-out rows in one pass).
+through the names below only (`score` scores a probe's heads on the rows
+of their sets and on held-out rows in one pass; `check_l2`, `checked_weight`
+and `default_num_classes` are the checks a face runs before a solve).
 
 Modules, bottom up:
 
 - `inputs`: the checks of what a caller passes; `SolveInputError`.
 - `sparse_rows`: `scipy.sparse` rows, a second kind of rows for the passes.
+- `buckets`: the padded sizes that let similar problems share programs.
 - `passes`: rows on the mesh (in memory or streamed) and the passes over them.
 - `placement`: where rows live, and the chunk sizes.
-- `buckets`: the padded sizes that let similar problems share programs.
+- `scoring`: every head's top-1 and top-5 hits, in one pass.
 - `basis`: the change of variables that preconditions each head.
 - `lbfgs`: one head's L-BFGS state machine.
 - `solver`: every head's loop as one compiled program.
@@ -26,9 +28,16 @@ Modules, bottom up:
 """
 
 from jaxsoft.exact.engine import Solution, solve
-from jaxsoft.exact.inputs import SolveInputError, validate_features
+from jaxsoft.exact.inputs import (
+    SolveInputError,
+    check_l2,
+    checked_weight,
+    default_num_classes,
+    validate_features,
+)
 from jaxsoft.exact.lbfgs import GradNorm
-from jaxsoft.exact.passes import Part, Scores, compute_dtype, score_pass
+from jaxsoft.exact.passes import Part, compute_dtype
+from jaxsoft.exact.scoring import Scores, score, score_pass
 from jaxsoft.exact.solver import Progress
 
 __all__ = [
@@ -38,7 +47,11 @@ __all__ = [
     "Scores",
     "Solution",
     "SolveInputError",
+    "check_l2",
+    "checked_weight",
     "compute_dtype",
+    "default_num_classes",
+    "score",
     "score_pass",
     "solve",
     "validate_features",

@@ -9,11 +9,13 @@ memory whole, each process checking only its own rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 import scipy.sparse as sp
+from jax.typing import ArrayLike
 
 from jaxsoft import validation, weights
 from jaxsoft.errors import JaxsoftError
@@ -137,7 +139,11 @@ def _agree(error: SolveInputError | None, split: str) -> None:
 
 
 def check_l2(
-    l2: Any, *, per_set: bool = False, name: str = "l2", allow_zero: bool = False
+    l2: ArrayLike | Sequence[float] | Sequence[Sequence[float]],
+    *,
+    per_set: bool = False,
+    name: str = "l2",
+    allow_zero: bool = False,
 ) -> np.ndarray:
     """The strengths as a float64 array (L,), each finite and > 0 (>= 0 with
     ``allow_zero``). With ``per_set``, a (G, L) array (one row of strengths
@@ -159,7 +165,9 @@ def check_l2(
     return values.astype(np.float64)
 
 
-def checked_weight(sample_weight: Any, n: int, split: str) -> np.ndarray | None:
+def checked_weight(
+    sample_weight: ArrayLike | None, n: int, split: str
+) -> np.ndarray | None:
     """Sample weights as a NumPy array (n,), or a `SolveInputError`."""
     try:
         w = weights.check_sample_weight(sample_weight, n, split=split)
@@ -184,7 +192,7 @@ def checked_sets(row_sets: Any, n: int) -> np.ndarray:
     return sets
 
 
-def default_num_classes(y: Any) -> int:
+def default_num_classes(y: ArrayLike) -> int:
     """The largest label + 1 (at least 2); 2 where y is not integer labels."""
     y_host = np.asarray(y) if not isinstance(y, jax.Array) else y
     if y_host.ndim != 1 or y_host.size == 0 or y_host.dtype.kind not in "iu":

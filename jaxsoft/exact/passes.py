@@ -45,9 +45,20 @@ from jax.sharding import PartitionSpec as P
 
 from jaxsoft import compiling, losses, sharding
 from jaxsoft.exact import sparse_rows
+from jaxsoft.exact.buckets import bucket
 from jaxsoft.exact.sparse_rows import SparseX
 
-__all__ = ["Chunk", "Part", "Rows", "grad_pass", "moments_pass", "score_pass"]
+__all__ = [
+    "Chunk",
+    "Part",
+    "Rows",
+    "accumulate",
+    "centred_features",
+    "compute_dtype",
+    "grad_pass",
+    "head_logits",
+    "moments_pass",
+]
 
 
 class Chunk(NamedTuple):
@@ -96,18 +107,6 @@ def sample_mean(parts: Sequence[Part], rows: int = 4096) -> np.ndarray:
         return np.zeros(parts[0].x.shape[1])
     x = parts[0].x[: min(rows, parts[0].x.shape[0])]
     return np.asarray(jax.device_get(x), np.float64).mean(0)
-
-
-def bucket(count: int, per_octave: int = 16) -> int:
-    """``count`` rounded up to one of ``per_octave`` sizes (a power of two)
-    in each octave (2^(b-1), 2^b]: at most 1/per_octave more; counts up to
-    2 per_octave are kept.
-
-    Rows, and chunks of rows, are padded to these sizes (with weight 0), so
-    that problems of nearby sizes share compiled programs.
-    """
-    step = 1 << max(0, (count - 1).bit_length() - per_octave.bit_length())
-    return -(-count // step) * step
 
 
 class Rows:
@@ -352,7 +351,9 @@ class Moments(NamedTuple):
     second: np.ndarray
 
 
-def _centred(chunk: Chunk, shift: jax.Array, centred: bool) -> jax.Array | SparseX:
+def centred_features(
+    chunk: Chunk, shift: jax.Array, centred: bool
+) -> jax.Array | SparseX:
     """The chunk's features centred in the compute dtype (inside a pass);
     sparse features as they are."""
     if centred or isinstance(chunk.x, SparseX):
@@ -388,7 +389,7 @@ def _scan_program(acc, stacked, args, *, chunk_fn, static):
     return scan_chunks(chunk_fn, acc, stacked, *args, **dict(static))
 
 
-def _accumulate(
+def accumulate(
     rows: Rows, chunk_fn: Any, acc: Any, *args: Any, quick: bool = False, **static: Any
 ):
     """``acc`` after ``chunk_fn(acc, chunk, *args, shift, centred=...)`` per chunk:
@@ -415,7 +416,7 @@ def _accumulate(
 
 @functools.partial(jax.jit, static_argnames=("diagonal", "centred"))
 def _moments_chunk(acc, chunk: Chunk, shift, *, diagonal: bool, centred: bool):
-    xc = _centred(chunk, shift, centred)
+    xc = centred_features(chunk, shift, centred)
     w = chunk.w
     if isinstance(xc, SparseX):  # the diagonal basis only
         first = sparse_rows.transpose_times(xc, w[:, None])[:, 0]
@@ -435,14 +436,14 @@ def moments_pass(rows: Rows, *, diagonal: bool) -> Moments:
     second = np.zeros((d,) if diagonal else (d, d), dt)
     acc = sharding.replicate((np.zeros((), dt), np.zeros(d, dt), second), rows.mesh)
     quick = compiling.quick(rows.n * rows.d)
-    acc = _accumulate(rows, _moments_chunk, acc, diagonal=diagonal, quick=quick)
+    acc = accumulate(rows, _moments_chunk, acc, diagonal=diagonal, quick=quick)
     total, s1, s2 = (np.asarray(sharding.to_host(a), np.float64) for a in acc)
     m1 = s1 / total
     centre = s2 / total - (m1 * m1 if diagonal else np.outer(m1, m1))
     return Moments(float(total), m1, centre)
 
 
-def _head_logits(x: jax.Array, W: jax.Array, c: jax.Array) -> jax.Array:
+def head_logits(x: jax.Array, W: jax.Array, c: jax.Array) -> jax.Array:
     """(m, d) centred rows, heads W (H, d, q), c (H, q) -> (m, H, q)."""
     H, d, q = W.shape
     wide = jnp.transpose(W, (1, 0, 2)).reshape(d, H * q)
@@ -453,8 +454,8 @@ def _head_logits(x: jax.Array, W: jax.Array, c: jax.Array) -> jax.Array:
 def _grad_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
     """Adds one chunk's weighted cross-entropy sums and gradients to ``acc``."""
     H, d, q = W.shape
-    x = _centred(chunk, shift, centred)
-    o = _head_logits(x, W, c)
+    x = centred_features(chunk, shift, centred)
+    o = head_logits(x, W, c)
     weight = chunk.w[:, None] * chunk.member[:, group]  # (m, H)
     log_p = losses.log_softmax(o)
     y = jnp.maximum(chunk.y, 0)[:, None, None]
@@ -488,55 +489,4 @@ def grad_pass(
     """
     shapes = ((W.shape[0],), W.shape, c.shape)
     zeros = sharding.replicate(tuple(np.zeros(a, W.dtype) for a in shapes), rows.mesh)
-    return _accumulate(rows, _grad_chunk, zeros, W, c, group, quick=quick)
-
-
-class Scores(NamedTuple):
-    """Weighted top-1 and top-5 hits of each head (H,), with their weights.
-
-    ``inside`` counts the rows of the head's set, ``outside`` the real rows
-    outside it (a fold's held-out rows).
-    """
-
-    top1_inside: np.ndarray
-    top5_inside: np.ndarray
-    weight_inside: np.ndarray
-    top1_outside: np.ndarray
-    top5_outside: np.ndarray
-    weight_outside: np.ndarray
-
-
-@functools.partial(jax.jit, static_argnames="centred")
-def _score_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
-    x = _centred(chunk, shift, centred)
-    o = _head_logits(x, W, c)  # (m, H, q)
-    k = min(5, o.shape[-1])
-    y = jnp.maximum(chunk.y, 0)[:, None, None]
-    target = jnp.take_along_axis(o, y, axis=-1)
-    rank = jnp.sum(o > target, axis=-1)  # classes scored strictly higher
-    top1 = (rank == 0).astype(o.dtype)
-    topk = (rank < k).astype(o.dtype)
-    inside = chunk.member[:, group]
-    real = (chunk.y >= 0)[:, None]
-    w_in = jnp.where(inside, chunk.w[:, None], 0.0)
-    w_out = jnp.where(real & ~inside, chunk.w[:, None], 0.0)
-    new = (
-        (top1 * w_in).sum(0),
-        (topk * w_in).sum(0),
-        w_in.sum(0),
-        (top1 * w_out).sum(0),
-        (topk * w_out).sum(0),
-        w_out.sum(0),
-    )
-    return tuple(a + b for a, b in zip(acc, new, strict=True))
-
-
-def score_pass(rows: Rows, W: jax.Array, c: jax.Array, group: jax.Array) -> Scores:
-    """Weighted top-1 / top-5 hits of heads (W (H, d, q), c (H, q)) on the rows.
-
-    The true class tied with another counts as a hit.
-    """
-    H = W.shape[0]
-    acc = sharding.replicate(tuple(jnp.zeros(H, W.dtype) for _ in range(6)), rows.mesh)
-    acc = _accumulate(rows, _score_chunk, acc, W, c, group)
-    return Scores(*(np.asarray(sharding.to_host(a), np.float64) for a in acc))
+    return accumulate(rows, _grad_chunk, zeros, W, c, group, quick=quick)

@@ -38,6 +38,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxsoft import sharding
+from jaxsoft.exact.buckets import bucket
 
 __all__ = [
     "SparseX",
@@ -127,8 +128,6 @@ def transpose_times(x: SparseX, resid: jax.Array, *, squared: bool = False):
 
 
 def _bucket(count: int) -> int:
-    from jaxsoft.exact.passes import bucket
-
     return bucket(max(count, 1), 8)
 
 
