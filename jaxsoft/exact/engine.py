@@ -266,6 +266,7 @@ def solve(
     num_classes: int | None = None,
     sample_weight: Any = None,
     row_sets: Any = None,
+    more_rows: Sequence[Part] = (),
     start: model.Params | None = None,
     rtol: float = 1e-7,
     gtol: float | None = None,
@@ -299,6 +300,10 @@ def solve(
       sample_weight: (n,) weights >= 0 (None: all 1).
       row_sets: (G, n) bool, the rows of each training set (e.g. the train
         indices of each cross-validation split); None: one set of every row.
+      more_rows: more blocks of rows, `Part`s (x, y, w; their ``member``
+        ignored), in every training set after x's rows, placed beside them
+        and never copied into one array (e.g. a validation split added for
+        a refit); validated with x when ``check_input``.
       start: the starting point, `Params` with W (d, q), b (q,) for every
         head or W (G, L, d, q), b (G, L, q); None: W = 0, b at the class
         log-priors.
@@ -361,7 +366,9 @@ def solve(
             f"l2 has {l2.shape[0]} rows of strengths but row_sets has {G} "
             "training sets; give one row per set, or one row (L,) for all."
         )
+    more = _more_parts(more_rows, q, d, G, check_input)
     count = sets.astype(np.float64) @ (np.ones(n) if w is None else w)
+    count += sum(float(np.sum(p.w)) for p in more)
     if not np.all(count > 0):
         bad = int(np.flatnonzero(~(count > 0))[0])
         raise SolveInputError(f"training set {bad} has a total sample weight of 0.")
@@ -369,16 +376,19 @@ def solve(
     if start is not None:
         start = _start_params(start, G, L, d, q)
     kept = None
-    if sparse_rows.is_sparse(x):  # empty columns: their weights' optimum is 0
+    if sparse_rows.is_sparse(x) and not more:  # empty columns: their optimum is 0
         x, kept = sparse_rows.without_empty_columns(x)
         if kept is not None:
             d = int(kept.sum())
             if start is not None:
                 start = model.Params(start.W[:, kept], start.b)
-    parts = [Part(x, y, w, sets.T)]
+    parts = [Part(x, y, w, sets.T), *more]
     budget = placement.device_budget(max_device_bytes)
     dtype = compute_dtype(getattr(x, "dtype", np.float32))
-    per_batch = heads_per_batch(d * q + q, cfg.memory, dtype, budget)
+    # The heads' states have the device's room whatever the features' limit:
+    # a small max_device_bytes streams the rows, it does not split the heads.
+    room = budget if max_device_bytes is None else placement.device_budget(None)
+    per_batch = heads_per_batch(d * q + q, cfg.memory, dtype, room)
     chunk = placement.chunk_rows(min(G * L, per_batch), q, chunk_rows)
     problem = prepare(
         parts, q, mesh=mesh, budget=budget, chunk_rows=chunk,
@@ -388,7 +398,9 @@ def solve(
     l1_all = np.tile(l1, G) if l1.ndim == 1 else l1.reshape(G * L)
     group = np.repeat(np.arange(G), L)
     if start is None:
-        theta0 = prior_start(problem, y, w, G * L, bool(fit_intercept))
+        every_y = np.concatenate([y, *(p.y for p in more)])
+        every_w = None if w is None and not more else _weights(parts)
+        theta0 = prior_start(problem, every_y, every_w, G * L, bool(fit_intercept))
     else:
         theta0 = params_start(problem, start, l2_all)
     rough = _rough_problem(problem, parts, budget, chunk, min(G * L, per_batch))
@@ -450,6 +462,34 @@ def solve(
         converged=converged,
         passes=passes,
         grad_norm=grad_norm.astype(np.float64),
+    )
+
+
+def _more_parts(
+    more_rows: Sequence[Part], q: int, d: int, G: int, check_input: bool
+) -> list[Part]:
+    """`solve`'s ``more_rows`` checked: labels int32, weights (m,), and every
+    row in each of the G training sets."""
+    more = []
+    for part in more_rows:
+        x, y = part.x, part.y
+        if getattr(x, "ndim", 2) != 2 or int(x.shape[1]) != d:
+            raise SolveInputError(
+                f"more_rows must have x's {d} features, got shape {x.shape}."
+            )
+        if check_input:
+            x, y = validate_features(x, y, num_classes=q, num_features=d, split="train")
+        y = np.asarray(jax.device_get(y), np.int32)
+        w = checked_weight(part.w, len(y), "train")
+        w = np.ones(len(y)) if w is None else w
+        more.append(Part(x, y, w, np.ones((len(y), G), bool)))
+    return more
+
+
+def _weights(parts: Sequence[Part]) -> np.ndarray:
+    """Every part's weights (None: 1), one after another."""
+    return np.concatenate(
+        [np.ones(len(p.y)) if p.w is None else np.asarray(p.w) for p in parts]
     )
 
 
