@@ -468,7 +468,7 @@ def test_sweeps_validation_seam_takes_named_typed_arguments():
         val_weight=np.ones(4),
         mesh=None,
     )
-    assert (setup.q, setup.budget, setup.y.dtype) == (3, 1 << 20, np.int32)
+    assert (setup.q, setup.max_device_bytes, setup.y.dtype) == (3, 1 << 20, np.int32)
     assert setup.w is None and setup.w_val.tolist() == [1.0] * 4
     with pytest.raises(ValueError, match="give both x_val and y_val"):
         _validated(

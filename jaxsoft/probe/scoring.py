@@ -1,15 +1,14 @@
-"""`score`: top-1 and top-5 accuracy of every head on a split, in one pass."""
+"""`score`: top-1 and top-5 accuracy of every head on a split, in one pass
+(`jaxsoft.exact.score`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxsoft import model, sharding
-from jaxsoft.exact import Part, compute_dtype, inputs, placement, score_pass
+from jaxsoft import exact, model
 from jaxsoft.probe.features import validate_features
 
 __all__ = ["score"]
@@ -49,20 +48,17 @@ def score(
     Raises:
       ProbeInputError: a split that does not fit the heads.
     """
-    H, d, q = heads.W.shape
+    _, d, q = heads.W.shape
     if check:
         x, y = validate_features(x, y, num_classes=q, num_features=d, split=split)
-    w = inputs.checked_weight(sample_weight, len(y), split)
-    mesh = sharding.resolve_mesh(mesh)
-    rows = placement.make_rows(
-        [Part(x, np.asarray(jax.device_get(y)), w)],
+    sc = exact.score(
+        heads,
+        x,
+        y,
+        sample_weight=sample_weight,
+        split=split,
         mesh=mesh,
-        budget=placement.device_budget(max_device_bytes),
-        rows_per_chunk=placement.chunk_rows(H, q, chunk_rows),
-        dtype=compute_dtype(x.dtype),
-        shift=np.zeros(d),
+        max_device_bytes=max_device_bytes,
+        chunk_rows=chunk_rows,
     )
-    W, b = sharding.replicate((heads.W, heads.b), mesh)
-    group = sharding.replicate(np.zeros(H, np.int32), mesh)
-    sc = score_pass(rows, W, b, group)
     return sc.top1_inside / sc.weight_inside, sc.top5_inside / sc.weight_inside

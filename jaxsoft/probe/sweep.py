@@ -2,8 +2,9 @@
 
 Each head is the exact minimiser of `jaxsoft.loss(params, x, y, l2)`, the
 objective of scikit-learn's ``LogisticRegression(C=1 / (l2 * n))``. All
-heads are solved together by preconditioned L-BFGS (`jaxsoft.exact.solver`),
-one pass over the data per iteration for every head. The strength is chosen
+heads are solved together by preconditioned L-BFGS in one `jaxsoft.exact.solve`,
+one pass over the data per iteration for every head, and scored in one more
+pass (`jaxsoft.exact.score`). The strength is chosen
 on the validation split, or without one by k-fold cross-validation in which
 every fold and every strength shares the same passes.
 """
@@ -18,7 +19,16 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxsoft import model, sharding
-from jaxsoft.exact import Part, Progress, Scores, engine, inputs, placement, score_pass
+from jaxsoft.exact import (
+    Part,
+    Progress,
+    Scores,
+    check_l2,
+    checked_weight,
+    default_num_classes,
+    score,
+    solve,
+)
 from jaxsoft.probe.features import ProbeInputError, validate_features
 
 __all__ = ["DEFAULT_L2", "SweepResult", "sweep"]
@@ -91,7 +101,7 @@ class _Setup(NamedTuple):
     y_val: np.ndarray | None  # (m,) int32
     w_val: np.ndarray | None  # (m,)
     q: int  # the number of classes
-    budget: int  # bytes of features allowed on the device
+    max_device_bytes: int | None  # features on the device at most (None: default)
     mesh: Mesh
 
 
@@ -122,13 +132,13 @@ def _validated(
       ProbeInputError: an invalid split, weight or setting.
     """
     if num_classes is None:
-        num_classes = inputs.default_num_classes(y)
+        num_classes = default_num_classes(y)
     d = x.shape[1] if getattr(x, "ndim", 0) == 2 else None
     x, y = validate_features(
         x, y, num_classes=num_classes, num_features=None, split="train"
     )
     y = np.asarray(jax.device_get(y), np.int32)
-    w = inputs.checked_weight(sample_weight, len(y), "train")
+    w = checked_weight(sample_weight, len(y), "train")
     if (x_val is None) != (y_val is None):
         raise ProbeInputError("give both x_val and y_val, or neither.")
     w_val = None
@@ -137,7 +147,7 @@ def _validated(
             x_val, y_val, num_classes=num_classes, num_features=d, split="val"
         )
         y_val = np.asarray(jax.device_get(y_val), np.int32)
-        w_val = inputs.checked_weight(val_weight, len(y_val), "val")
+        w_val = checked_weight(val_weight, len(y_val), "val")
     elif val_weight is not None:
         raise ProbeInputError("val_sample_weight needs x_val and y_val.")
     return _Setup(
@@ -148,7 +158,7 @@ def _validated(
         y_val=y_val,
         w_val=w_val,
         q=num_classes,
-        budget=placement.device_budget(max_device_bytes),
+        max_device_bytes=max_device_bytes,
         mesh=sharding.resolve_mesh(mesh),
     )
 
@@ -161,38 +171,6 @@ def _check_folds(folds: Any, n: int) -> int:
             f"folds must be between 2 and the {n} training rows, got {folds}."
         )
     return int(folds)
-
-
-def _pass_heads(problem: engine.Problem, heads: model.Params):
-    """Raw heads (H, d, q), (H, q) -> the passes' (W, c_s) on the mesh."""
-    W, b = (np.asarray(jax.device_get(a), problem.dtype) for a in heads)
-    c = b + np.einsum("d,hdq->hq", problem.host_basis.shift, W)
-    return sharding.replicate((W, c), problem.rows.mesh)
-
-
-def _refit(s: _Setup, fit: _Fit, l2: float, start: model.Params, cfg, progress):
-    """The head of strength l2 solved on train + validation, from ``start``."""
-    parts = [Part(s.x, s.y, s.w), Part(s.x_val, s.y_val, s.w_val)]
-    old = fit.problem
-    rows = placement.make_rows(
-        parts,
-        mesh=s.mesh,
-        budget=s.budget,
-        rows_per_chunk=fit.chunk,
-        dtype=old.dtype,
-        shift=np.asarray(sharding.to_host(old.basis.shift), np.float64),
-    )
-    problem = old._replace(rows=rows)
-    theta0 = engine.params_start(
-        problem, model.Params(start.W[None], start.b[None]), np.array([l2])
-    )
-    total = sum(float(np.sum(w)) if w is not None else len(y) for _, y, w, _ in parts)
-    state = engine.run(
-        problem, np.array([l2]), np.array([0]), np.array([total]), theta0, cfg, progress
-    )
-    params = engine.to_params(problem, state.theta, np.array([l2]))
-    W, b = sharding.to_host(params.W), sharding.to_host(params.b)
-    return model.Params(W[0], b[0]), float(sharding.to_host(state.f)[0])
 
 
 def _cv_scores(sc: Scores, H: int, folds: int):
@@ -275,8 +253,7 @@ def sweep(
       >>> res.heads.W.shape, res.params.W.shape, bool(res.converged.all())
       ((2, 4, 3), (4, 3), True)
     """
-    l2 = inputs.check_l2(l2)
-    cfg = engine.settings(rtol, None, "max", max_iter)
+    l2 = check_l2(l2)
     s = _validated(
         x=x_train,
         y=y_train,
@@ -290,31 +267,54 @@ def sweep(
     )
     cv = s.x_val is None
     folds = _check_folds(folds, len(s.y)) if cv else 1
-    fit = _fit_heads(s, l2, folds, seed, cfg, chunk_rows, progress)
-    H = len(l2)
-    heads = model.Params(fit.every.W[:H], fit.every.b[:H])
+    sets = _row_sets(s.y, folds, seed)
+    G, H = len(sets), len(l2)
+    placed = dict(mesh=s.mesh, max_device_bytes=s.max_device_bytes)
+    settings = dict(rtol=rtol, max_iter=max_iter, progress=progress, check_input=False)
+    sol = solve(
+        s.x, s.y, l2, num_classes=s.q, sample_weight=s.w, row_sets=sets,
+        chunk_rows=chunk_rows, **placed, **settings,
+    )  # fmt: skip
+    W, b = sol.params
+    every = model.Params(W.reshape(G * H, *W.shape[2:]), b.reshape(G * H, -1))
+    group = np.repeat(np.arange(G), H)
+    sc = score(
+        every, s.x, s.y, sample_weight=s.w, row_sets=sets, group=group,
+        split="train", chunk_rows=chunk_rows, **placed,
+    )  # fmt: skip
+    heads = model.Params(W[0], b[0])
     fold_accuracy = None
     if cv:
-        fold_accuracy, val_acc, val_top5 = _cv_scores(fit.scores, H, folds)
+        fold_accuracy, val_acc, val_top5 = _cv_scores(sc, H, folds)
     else:
-        val_acc, val_top5 = _val_scores(s, fit, heads)
+        val = score(
+            heads, s.x_val, s.y_val, sample_weight=s.w_val, split="val",
+            chunk_rows=chunk_rows, **placed,
+        )  # fmt: skip
+        val_acc, val_top5 = _accuracies(val)
     best = choose(val_acc, l2)
     params, refit_objective = model.Params(heads.W[best], heads.b[best]), None
-    if refit and not cv:
-        params, refit_objective = _refit(s, fit, float(l2[best]), params, cfg, progress)
-    sc = fit.scores
+    if refit and not cv:  # on train + validation, from the chosen head
+        again = solve(
+            s.x, s.y, [float(l2[best])], num_classes=s.q, sample_weight=s.w,
+            more_rows=[Part(s.x_val, s.y_val, s.w_val)], start=params,
+            chunk_rows=chunk_rows, **placed, **settings,
+        )  # fmt: skip
+        params = model.Params(again.params.W[0, 0], again.params.b[0, 0])
+        refit_objective = float(again.objective[0, 0])
+    train_accuracy, train_top5 = _accuracies(sc)
     return SweepResult(
         l2=l2,
-        objective=fit.objective[:H],
+        objective=sol.objective[0],
         val_accuracy=val_acc,
         best=best,
         params=params,
         heads=heads,
-        iterations=fit.iterations[:H],
-        converged=fit.converged[:H],
-        passes=fit.passes[:H],
-        train_accuracy=sc.top1_inside[:H] / sc.weight_inside[:H],
-        train_top5=sc.top5_inside[:H] / sc.weight_inside[:H],
+        iterations=sol.iterations[0],
+        converged=sol.converged[0],
+        passes=sol.passes[0],
+        train_accuracy=train_accuracy[:H],
+        train_top5=train_top5[:H],
         val_top5=val_top5,
         selection=f"{folds}-fold cross-validation" if cv else "validation",
         fold_accuracy=fold_accuracy,
@@ -322,65 +322,15 @@ def sweep(
     )
 
 
-class _Fit(NamedTuple):
-    problem: engine.Problem
-    objective: np.ndarray  # (G H,): the full-data heads first, then each fold's
-    iterations: np.ndarray
-    converged: np.ndarray
-    passes: np.ndarray
-    every: model.Params  # every head, NumPy: W (G H, d, q), b (G H, q)
-    scores: Scores  # score_pass on the training rows
-    chunk: int
+def _row_sets(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The training sets (G, n): every row, then (folds > 1) without each fold."""
+    every = np.ones((1, len(y)), bool)
+    if folds == 1:
+        return every
+    fold = _fold_ids(y, folds, seed)
+    return np.concatenate([every, fold[None, :] != np.arange(folds)[:, None]])
 
 
-def _fit_heads(s: _Setup, l2, folds: int, seed: int, cfg, chunk_rows, progress):
-    """Solves every strength on all rows, and (folds > 1) without each fold."""
-    n, H = len(s.y), len(l2)
-    member = np.ones((n, 1), bool)
-    if folds > 1:
-        fold = _fold_ids(s.y, folds, seed)
-        member = np.concatenate([member, fold[:, None] != np.arange(folds)], 1)
-    G = member.shape[1]
-    l2_all, group = np.tile(l2, G), np.repeat(np.arange(G), H)
-    count = member.T.astype(np.float64) @ (np.ones(n) if s.w is None else s.w)
-    chunk = placement.chunk_rows(G * H, s.q, chunk_rows)
-    problem = engine.prepare(
-        [Part(s.x, s.y, s.w, member)],
-        s.q,
-        mesh=s.mesh,
-        budget=s.budget,
-        chunk_rows=chunk,
-    )
-    theta0 = engine.prior_start(problem, s.y, s.w, G * H, True)
-    state = engine.run(problem, l2_all, group, count[group], theta0, cfg, progress)
-    every = engine.to_params(problem, state.theta, l2_all)
-    group_dev = sharding.replicate(group.astype(np.int32), s.mesh)
-    scores = score_pass(problem.rows, *_pass_heads(problem, every), group_dev)
-    host = sharding.to_host
-    return _Fit(
-        problem,
-        host(state.f).astype(np.float64),
-        host(state.iterations),
-        host(state.converged),
-        host(state.evaluations),
-        model.Params(host(every.W), host(every.b)),
-        scores,
-        chunk,
-    )
-
-
-def _val_scores(s: _Setup, fit: _Fit, heads: model.Params):
-    """Validation accuracy and top-5 (H,) of the full-data heads."""
-    problem = fit.problem
-    rows = placement.make_rows(
-        [Part(s.x_val, s.y_val, s.w_val)],
-        mesh=s.mesh,
-        budget=s.budget,
-        rows_per_chunk=fit.chunk,
-        dtype=problem.dtype,
-        shift=np.asarray(sharding.to_host(problem.basis.shift), np.float64),
-    )
-    on_mesh = sharding.replicate(heads, s.mesh)
-    group = sharding.replicate(np.zeros(len(heads.W), np.int32), s.mesh)
-    sc = score_pass(rows, *_pass_heads(problem, on_mesh), group)
+def _accuracies(sc: Scores) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 and top-5 accuracy (H,) on the rows of each head's set."""
     return sc.top1_inside / sc.weight_inside, sc.top5_inside / sc.weight_inside
