@@ -9,7 +9,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 from jaxsoft import compiling
-from jaxsoft.exact import buckets, engine, passes, solve, solver
+from jaxsoft.exact import batching, buckets, engine, passes, solve, solver
+from jaxsoft.exact import problem as problem_lib
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +63,18 @@ def test_float32_first_reaches_the_float64_optimum(digits, monkeypatch):
     of the float64 solve alone (its gradient test decided in float64)."""
     x, y = digits
     dtypes: list[np.dtype] = []
-    run = engine.run
+    run = batching.run
 
     def spy(problem, *args, **kwargs):
         dtypes.append(problem.dtype)
         return run(problem, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "run", spy)
+    monkeypatch.setattr(batching, "run", spy)
     kw = dict(gtol=1e-9, rtol=0.0, max_iter=2000)
     with jax.enable_x64(True):
         plain = solve(x, y, [1e-3], **kw)
         assert dtypes == [np.float64]
-        monkeypatch.setattr(engine, "ROUGH_MIN_WORK", 0)
+        monkeypatch.setattr(problem_lib, "ROUGH_MIN_WORK", 0)
         dtypes.clear()
         mixed = solve(x, y, [1e-3], **kw)
     assert dtypes == [np.float32, np.float64]
@@ -92,14 +93,14 @@ def test_heads_beyond_the_memory_budget_are_solved_in_batches(digits, monkeypatc
     with jax.enable_x64(True):
         together = solve(x, y, [1e-4, 1e-3, 1e-2], **kwargs)
         sizes: list[int] = []
-        run = engine.run
+        run = batching.run
 
         def counted(problem, l2, *args, **kw):
             sizes.append(len(l2))
             return run(problem, l2, *args, **kw)
 
         monkeypatch.setattr(engine, "heads_per_batch", lambda *args: 2)
-        monkeypatch.setattr(engine, "run", counted)
+        monkeypatch.setattr(batching, "run", counted)
         batched = solve(x, y, [1e-4, 1e-3, 1e-2], **kwargs)
     assert sizes == [1, 1, 1]
     np.testing.assert_allclose(batched.objective, together.objective, rtol=1e-12)
@@ -110,9 +111,9 @@ def test_heads_beyond_the_memory_budget_are_solved_in_batches(digits, monkeypatc
 def test_heads_per_batch_keeps_the_states_within_half_the_budget():
     size, memory = 2**17 * 20 + 20, 10
     per_head = size * (2 * memory + 12) * 8
-    assert engine.heads_per_batch(size, memory, np.float64, 10 * per_head) == 5
-    assert engine.heads_per_batch(size, memory, np.float64, per_head) == 1
-    assert engine.heads_per_batch(size, memory, np.float32, 10 * per_head) == 10
+    assert batching.heads_per_batch(size, memory, np.float64, 10 * per_head) == 5
+    assert batching.heads_per_batch(size, memory, np.float64, per_head) == 1
+    assert batching.heads_per_batch(size, memory, np.float32, 10 * per_head) == 10
 
 
 def test_batches_hold_one_strength_across_the_sets(digits, monkeypatch):
@@ -126,14 +127,14 @@ def test_batches_hold_one_strength_across_the_sets(digits, monkeypatch):
     with jax.enable_x64(True):
         together = solve(x, y, l2, **kwargs)
         strengths: list[np.ndarray] = []
-        run = engine.run
+        run = batching.run
 
         def recorded(problem, l2, *args, **kw):
             strengths.append(np.asarray(l2))
             return run(problem, l2, *args, **kw)
 
         monkeypatch.setattr(engine, "heads_per_batch", lambda *args: 3)
-        monkeypatch.setattr(engine, "run", recorded)
+        monkeypatch.setattr(batching, "run", recorded)
         batched = solve(x, y, l2, **kwargs)
     assert [list(s) for s in strengths] == [[1e-2] * 3, [1e-3] * 3, [1e-4] * 3]
     np.testing.assert_allclose(batched.objective, together.objective, rtol=1e-12)

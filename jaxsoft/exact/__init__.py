@@ -16,14 +16,17 @@ and `default_num_classes` are the checks a face runs before a solve).
 Modules, bottom up:
 
 - `inputs`: the checks of what a caller passes; `SolveInputError`.
-- `sparse_rows`: `scipy.sparse` rows, a second kind of rows for the passes.
 - `buckets`: the padded sizes that let similar problems share programs.
+- `sparse_rows`: `scipy.sparse` rows, a second kind of rows for the passes.
 - `passes`: rows on the mesh (in memory or streamed) and the passes over them.
 - `placement`: where rows live, and the chunk sizes.
-- `scoring`: every head's top-1 and top-5 hits, in one pass.
 - `basis`: the change of variables that preconditions each head.
 - `lbfgs`: one head's L-BFGS state machine.
 - `solver`: every head's loop as one compiled program.
+- `problem`: a solve's placed rows and basis, and runs of the solver on them.
+- `batching`: heads solved a batch after another when their states do not
+  fit together.
+- `scoring`: every head's top-1 and top-5 hits, in one pass.
 - `engine`: `solve`, the one orchestration of a solve.
 """
 

@@ -13,11 +13,14 @@ an L1 term (`jaxsoft.exact.basis`, `jaxsoft.exact.lbfgs`), one pass over the dat
 iteration for every head, the rows sharded over the mesh
 (`jaxsoft.sharding`). `jaxsoft.train.solve_lbfgs` is its one-head case,
 `jaxsoft.probe.sweep` and the scikit-learn estimators are built on it.
+
+`solve` checks its inputs, prepares the problem (`jaxsoft.exact.problem`:
+the rows placed once, the basis), solves the heads together or a batch after
+another (`jaxsoft.exact.batching`), and maps the result back to `Params`.
 """
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -25,9 +28,15 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxsoft import model, sharding, validation
-from jaxsoft.exact import basis as basis_lib
+from jaxsoft import model, sharding
 from jaxsoft.exact import lbfgs, placement, sparse_rows
+from jaxsoft.exact.batching import (
+    batch_order,
+    carries,
+    heads_per_batch,
+    solve_batch,
+    split_batches,
+)
 from jaxsoft.exact.inputs import (
     SolveInputError,
     check_l2,
@@ -36,8 +45,16 @@ from jaxsoft.exact.inputs import (
     default_num_classes,
     validate_features,
 )
-from jaxsoft.exact.passes import Part, Rows, compute_dtype, moments_pass, sample_mean
-from jaxsoft.exact.solver import Heads, Progress, carry, solve_heads
+from jaxsoft.exact.passes import Part, compute_dtype
+from jaxsoft.exact.problem import (
+    params_start,
+    prepare,
+    prior_start,
+    rough_problem,
+    settings,
+    to_params,
+)
+from jaxsoft.exact.solver import Heads, Progress, carry
 
 __all__ = ["Solution", "solve"]
 
@@ -62,149 +79,6 @@ class Solution(NamedTuple):
     grad_norm: np.ndarray
 
 
-class Problem(NamedTuple):
-    """The rows on the mesh and the change of variables, ready to solve.
-
-    ``basis`` is on the mesh (replicated), ``host_basis`` the same in NumPy.
-    """
-
-    rows: Rows
-    basis: basis_lib.Basis
-    num_classes: int
-    dtype: np.dtype
-    host_basis: basis_lib.Basis
-
-
-def prepare(
-    parts: Sequence[Part],
-    num_classes: int,
-    *,
-    mesh: Mesh,
-    budget: int,
-    chunk_rows: int,
-    fit_intercept: bool = True,
-    diagonal: bool = False,
-) -> Problem:
-    """Places ``parts`` on the mesh and builds the preconditioner (one pass);
-    ``diagonal`` asks for the diagonal basis whatever the number of features
-    (L1 heads need it)."""
-    dtype = compute_dtype(parts[0].x.dtype)
-    shift = sample_mean(parts) if fit_intercept else np.zeros(parts[0].x.shape[1])
-    rows = placement.make_rows(
-        parts,
-        mesh=mesh,
-        budget=budget,
-        rows_per_chunk=chunk_rows,
-        dtype=dtype,
-        shift=shift,
-    )
-    diagonal = diagonal or rows.sparse or rows.d > basis_lib.EIGH_MAX_FEATURES
-    moments = moments_pass(rows, diagonal=diagonal)
-    basis = basis_lib.make_basis(
-        moments,
-        shift,
-        num_classes,
-        dtype=dtype,
-        diagonal=diagonal,
-        fit_intercept=fit_intercept,
-    )
-    return Problem(rows, sharding.replicate(basis, mesh), num_classes, dtype, basis)
-
-
-def prior_start(
-    problem: Problem, y: np.ndarray, w: np.ndarray | None, H: int, intercept: bool
-) -> np.ndarray:
-    """Starting points (H, P): W = 0 and the intercept at the class log-priors."""
-    q, d = problem.num_classes, problem.rows.d
-    counts = np.bincount(y, weights=w, minlength=q)[:q]
-    prior = counts + 0.5 * counts.sum() / max(len(y), 1)
-    c = np.log(prior / prior.sum())
-    theta = np.zeros((H, d * q + q), problem.dtype)
-    alpha = 1.0 / q
-    if intercept:
-        theta[:, -q:] = (c - c.mean()) * np.sqrt(alpha)
-    return theta
-
-
-def params_start(problem: Problem, start: model.Params, l2: np.ndarray) -> np.ndarray:
-    """Starting points (H, P) from `Params` W (H, d, q), b (H, q)."""
-    start = model.Params(*(np.asarray(jax.device_get(a)) for a in start))
-    l2 = np.asarray(l2, problem.dtype)
-    return basis_lib.from_params(problem.host_basis, start, l2).astype(problem.dtype)
-
-
-def run(
-    problem: Problem,
-    l2: np.ndarray,
-    group: np.ndarray,
-    count: np.ndarray,
-    start: jax.Array | lbfgs.HeadState,
-    cfg: lbfgs.Settings,
-    progress: Callable[[Progress], None] | None = None,
-    l1: np.ndarray | None = None,
-    *,
-    going_on: bool | None = None,
-) -> lbfgs.HeadState:
-    """Solves heads (H,) with L2 strengths, training sets and total weights
-    (and L1 strengths, None: 0), from points (H, P) or on from an earlier
-    run's final states (its memory kept, its iteration counts going on), or
-    with ``going_on=False`` from starting states (`solver.carry`'s)."""
-    mesh, dt = problem.rows.mesh, problem.dtype
-    l1 = np.zeros(len(l2)) if l1 is None else np.asarray(l1)
-    if np.any(l1 > 0) and problem.host_basis.V is not None:
-        raise ValueError("L1 heads need a problem prepared with diagonal=True.")
-    heads = Heads(
-        l2=np.asarray(l2, dt),
-        l1=l1.astype(dt),
-        group=np.asarray(group, np.int32),
-        count=count.astype(dt),
-    )
-    heads = sharding.replicate(heads, mesh)
-    if not isinstance(start, lbfgs.HeadState):
-        start = np.asarray(sharding.to_host(start), dt)
-    return solve_heads(
-        problem.rows, problem.basis, heads, start, cfg, progress, going_on=going_on
-    )
-
-
-def to_params(problem: Problem, theta: jax.Array, l2: np.ndarray) -> model.Params:
-    """Solver coordinates (H, P) -> `Params` W (H, d, q), b (H, q) in NumPy."""
-    theta = sharding.to_host(theta) if isinstance(theta, jax.Array) else theta
-    l2 = np.asarray(l2, problem.dtype)
-    params = basis_lib.to_weights(problem.host_basis, theta, l2)
-    return model.Params(*(a.astype(problem.dtype, copy=False) for a in params))
-
-
-def settings(
-    rtol: float,
-    gtol: float | None,
-    gtol_norm: lbfgs.GradNorm,
-    max_iter: int,
-    memory: int = 10,
-) -> lbfgs.Settings:
-    """Checked `lbfgs.Settings` (a `SolveInputError` names a bad one).
-
-    Args:
-      rtol: the relative-gap test, >= 0 (0: never).
-      gtol: the gradient test, >= 0, or None (never).
-      gtol_norm: the gradient test's norm, "max" or "l2".
-      max_iter: iterations per head, >= 1.
-      memory: the L-BFGS history length, >= 1 (``memory_size`` in errors).
-    """
-    try:
-        rtol = validation.non_negative_float("rtol", rtol)
-        gtol = 0.0 if gtol is None else validation.non_negative_float("gtol", gtol)
-        max_iter = validation.positive_int("max_iter", max_iter)
-        memory = validation.positive_int("memory_size", memory)
-    except ValueError as err:
-        raise SolveInputError(str(err)) from None
-    if gtol_norm not in typing.get_args(lbfgs.GradNorm):
-        raise SolveInputError(f'gtol_norm must be "max" or "l2", got {gtol_norm!r}.')
-    return lbfgs.Settings(
-        rtol=rtol, gtol=gtol, gtol_norm=gtol_norm, max_iter=max_iter, memory=memory
-    )
-
-
 def _start_params(start: model.Params, G: int, L: int, d: int, q: int):
     """``start`` broadcast to W (G L, d, q), b (G L, q)."""
     W, b = np.asarray(jax.device_get(start.W)), np.asarray(jax.device_get(start.b))
@@ -216,45 +90,6 @@ def _start_params(start: model.Params, G: int, L: int, d: int, q: int):
             f"of shape ({q},) or ({G}, {L}, {q}), got {W.shape} and {b.shape}."
         )
     return model.Params(W.reshape(G * L, d, q), b.reshape(G * L, q))
-
-
-# float64 solves of at least this much work per pass (rows x heads x classes
-# x features) run most iterations in float32 first, where a pass costs half
-# as much or less on a CPU (`benchmarks/bench_practitioner.py` prints both
-# for MNIST), then go on in float64 from there, which decides convergence and
-# the result.
-ROUGH_MIN_WORK = 1 << 27
-
-# The float32 stage stops at this estimated relative gap (or the solve's
-# own tests): about as far as float32's rounding lets it go.
-ROUGH_RTOL = 1e-6
-
-
-def _rough_problem(
-    problem: Problem, parts: Sequence[Part], budget: int, chunk: int, heads: int
-) -> Problem | None:
-    """The float32 copy of a float64 problem whose pass is large (same basis),
-    or None."""
-    rows = problem.rows
-    # Not for sparse rows: JAX's CSR kernel is no faster in float32 on a CPU
-    # (`benchmarks/bench_sparse.py` prints it in both dtypes).
-    if problem.dtype != np.float64 or rows.stacked is None or rows.sparse:
-        return None
-    q = problem.num_classes
-    if rows.n * rows.d * q * heads < ROUGH_MIN_WORK:
-        return None
-    float32_bytes = sum(placement.device_bytes(p.x, np.float32) for p in parts)
-    if float32_bytes // sharding.num_shards(rows.mesh) > budget // 2:
-        return None  # two copies of the rows would not fit
-    rough_rows = placement.make_rows(
-        parts, mesh=rows.mesh, budget=budget, rows_per_chunk=chunk,
-        dtype=np.float32, shift=np.asarray(problem.host_basis.shift, np.float64),
-    )  # fmt: skip
-    basis = basis_lib.Basis(
-        *(None if a is None else np.asarray(a, np.float32) for a in problem.host_basis)
-    )
-    replicated = sharding.replicate(basis, rows.mesh)
-    return Problem(rough_rows, replicated, q, np.dtype(np.float32), basis)
 
 
 def solve(
@@ -403,7 +238,7 @@ def solve(
         theta0 = prior_start(problem, every_y, every_w, G * L, bool(fit_intercept))
     else:
         theta0 = params_start(problem, start, l2_all)
-    rough = _rough_problem(problem, parts, budget, chunk, min(G * L, per_batch))
+    rough = rough_problem(problem, parts, budget, chunk, min(G * L, per_batch))
     H = G * L
     theta = np.empty((H, d * q + q), problem.dtype)
     f, grad_norm = np.empty(H), np.empty(H)
@@ -413,13 +248,13 @@ def solve(
         batches, warm = [np.arange(H)], {}
     else:
         level = np.tile(np.arange(L), G)
-        order, warm = _batch_order(l2_all, l1_all, group, level, warm=start is None)
-        batches = _batches(order, level, per_batch, by_strength=bool(warm))
+        order, warm = batch_order(l2_all, l1_all, group, level, warm=start is None)
+        batches = split_batches(order, level, per_batch, by_strength=bool(warm))
     solved = np.zeros(H, bool)
     last: tuple[np.ndarray, lbfgs.HeadState] | None = None
     for batch in batches:
         carried = None
-        if last is not None and _carries(last[0], batch, warm, l1_all, rough):
+        if last is not None and carries(last[0], batch, warm, l1_all, rough):
             carried = carry(
                 problem.rows, problem.basis, last[1],
                 sharding.replicate(l2_all[last[0]].astype(problem.dtype), mesh),
@@ -436,7 +271,7 @@ def solve(
         (
             theta[batch], f[batch], iterations[batch], passes[batch],
             converged[batch], grad_norm[batch], state,
-        ) = _solve_batch(
+        ) = solve_batch(
             problem, rough, heads, theta0_batch if carried is None else carried,
             cfg, progress, polish, rtol, gtol_norm,
         )  # fmt: skip
@@ -490,127 +325,4 @@ def _weights(parts: Sequence[Part]) -> np.ndarray:
     """Every part's weights (None: 1), one after another."""
     return np.concatenate(
         [np.ones(len(p.y)) if p.w is None else np.asarray(p.w) for p in parts]
-    )
-
-
-def _batch_order(
-    l2: np.ndarray, l1: np.ndarray, group: np.ndarray, level: np.ndarray, *, warm: bool
-) -> tuple[np.ndarray, dict[int, int]]:
-    """The order heads are solved in when they come in batches: strongest
-    penalty first, a strength (``level``: the column of l2, which holds
-    each set's strength ``1 / (C S_g)`` for one C) across the sets at a
-    time, and with ``warm``, for each head the head of its set solved just
-    before it, whose solution it starts from (scikit-learn's path over C,
-    per set)."""
-    levels = np.unique(level)
-    mean = np.array([np.mean((l2 + l1)[level == k]) for k in levels])
-    rank = np.empty(len(levels), np.int64)
-    rank[np.argsort(-mean, kind="stable")] = np.arange(len(levels))
-    order = np.lexsort((group, rank[np.searchsorted(levels, level)]))
-    previous: dict[int, int] = {}
-    warm_from: dict[int, int] = {}
-    for head in order:
-        g = int(group[head])
-        if warm and g in previous:
-            warm_from[int(head)] = previous[g]
-        previous[g] = int(head)
-    return order, warm_from
-
-
-def _batches(
-    order: np.ndarray, level: np.ndarray, per_batch: int, *, by_strength: bool
-) -> list[np.ndarray]:
-    """``order`` cut into batches of at most ``per_batch`` heads. With
-    ``by_strength`` (heads going on from the head of their set solved
-    before), a batch holds one strength: a head then always starts from the
-    solution at the next stronger penalty, which takes a few iterations
-    where a start from zero takes many (each batch's pass costs about its
-    heads' share: the solver's vectors, not the shared rows)."""
-    if not by_strength:
-        return np.array_split(order, -(-len(order) // per_batch))
-    cuts = np.flatnonzero(np.diff(level[order]) != 0) + 1
-    return [
-        piece
-        for heads in np.split(order, cuts)
-        for piece in np.array_split(heads, -(-len(heads) // per_batch))
-    ]
-
-
-def _carries(
-    before: np.ndarray,
-    batch: np.ndarray,
-    warm: dict[int, int],
-    l1: np.ndarray,
-    rough: Problem | None,
-) -> bool:
-    """Whether ``batch`` starts from the final states of the batch ``before``
-    (`jaxsoft.exact.solver.carry`): each of its heads goes on from the head
-    in the same place there, and no head has an L1 term or a float32
-    stage."""
-    if rough is not None or len(before) != len(batch):
-        return False
-    if np.any(l1[before] != 0) or np.any(l1[batch] != 0):
-        return False
-    return all(warm.get(int(h)) == int(b) for h, b in zip(batch, before, strict=True))
-
-
-def heads_per_batch(size: int, memory: int, dtype: Any, budget: int) -> int:
-    """How many heads of ``size`` parameters are solved together: their
-    solver states (the L-BFGS memory, 2 ``memory`` vectors, and about 12
-    more of the heads' vectors and sums) within half the device budget;
-    more heads are solved a batch after another, on the same placed rows."""
-    per_head = size * (2 * memory + 12) * np.dtype(dtype).itemsize
-    return max(1, (budget // 2) // per_head)
-
-
-def _solve_batch(
-    problem: Problem,
-    rough: Problem | None,
-    heads: Heads,
-    theta0: np.ndarray | lbfgs.HeadState,
-    cfg: lbfgs.Settings,
-    progress: Callable[[Progress], None] | None,
-    polish: tuple[float, int] | None,
-    rtol: float,
-    gtol_norm: lbfgs.GradNorm,
-) -> tuple[Any, ...]:
-    """One batch of heads (H,): float32 first where ``rough``, then the
-    solve, then the polish; from points (H, P) or from starting states
-    (`jaxsoft.exact.solver.carry`'s, which count one evaluation already).
-    Returns NumPy (theta (H, P), objective, iterations, passes, converged,
-    grad_norm (H,)) and the final states."""
-    l2, l1, group, count = heads
-    iterations = passes = np.zeros(len(l2), np.int32)
-    if isinstance(theta0, lbfgs.HeadState):
-        passes = -sharding.to_host(theta0.evaluations)
-    elif rough is not None:  # most iterations in float32, then on in float64
-        rough_cfg = cfg._replace(rtol=max(cfg.rtol, ROUGH_RTOL))
-        state = run(rough, l2, group, count, theta0, rough_cfg, progress, l1)
-        theta0 = sharding.to_host(state.theta).astype(problem.dtype)
-        iterations = sharding.to_host(state.iterations)
-        passes = sharding.to_host(state.evaluations)
-        del state
-    budget_left = cfg.max_iter - int(iterations.max())
-    cfg = cfg._replace(max_iter=max(1, budget_left))
-    state = run(problem, l2, group, count, theta0, cfg, progress, l1, going_on=False)
-    converged = sharding.to_host(state.converged)
-    done = sharding.to_host(state.iterations)
-    iterations = iterations + done
-    passes = passes + sharding.to_host(state.evaluations)
-    budget_left = cfg.max_iter - int(done.max())
-    if polish is not None and budget_left > 0:
-        limit = int(done.max()) + min(polish[1], budget_left)
-        tight = settings(rtol, polish[0], gtol_norm, limit, cfg.memory)
-        before = passes - sharding.to_host(state.evaluations)
-        state = run(problem, l2, group, count, state, tight, progress, l1)
-        iterations = iterations - done + sharding.to_host(state.iterations)
-        passes = before + sharding.to_host(state.evaluations)
-    return (
-        sharding.to_host(state.theta),
-        sharding.to_host(state.f),
-        iterations,
-        passes,
-        converged,
-        sharding.to_host(state.grad_norm),
-        state,
     )
