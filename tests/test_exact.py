@@ -160,3 +160,50 @@ def test_sparse_rows_are_dealt_to_devices_by_non_zeros():
         full = [share.sum() for share in shares if len(share) == each]
         assert max(full) - min(full) <= counts.max()
         assert set(order[lo : lo + chunk]) == set(range(lo, min(lo + chunk, n)))
+
+
+def test_more_rows_equal_the_rows_in_one_array(digits):
+    """`solve(more_rows=)`: blocks of rows placed beside x, in every training
+    set, give the optimum of the same rows given as one array."""
+    from jaxsoft.exact import Part
+
+    x, y = digits
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    kwargs = dict(rtol=0.0, gtol=1e-10, max_iter=2000)
+    with jax.enable_x64(True):
+        whole = solve(x, y, [1e-3], sample_weight=w, **kwargs)
+        blocks = solve(
+            x[:1000], y[:1000], [1e-3], sample_weight=w[:1000],
+            more_rows=[Part(x[1000:], y[1000:], w[1000:])], **kwargs,
+        )  # fmt: skip
+    assert bool(blocks.converged.all())
+    np.testing.assert_allclose(blocks.objective, whole.objective, rtol=1e-12)
+    np.testing.assert_allclose(blocks.params.W, whole.params.W, atol=1e-6)
+
+
+def test_score_counts_each_heads_hits_inside_and_outside_its_set(digits):
+    """`exact.score`: weighted top-1 and top-5 hits of every head on the rows
+    of its set and on the rest, as NumPy counts them."""
+    from jaxsoft import model
+    from jaxsoft.exact import score
+
+    x, y = digits
+    rng = np.random.default_rng(1)
+    W, b = rng.normal(size=(3, 64, 10)), rng.normal(size=(3, 10))
+    w = rng.uniform(0.5, 2.0, len(y))
+    sets = np.stack([np.arange(len(y)) % 2 == k for k in range(2)])
+    group = np.array([0, 1, 1])
+    with jax.enable_x64(True):
+        heads = model.Params(W, b)
+        sc = score(heads, x, y, sample_weight=w, row_sets=sets, group=group)
+    for h in range(3):
+        logits = x @ W[h] + b[h]
+        rank = (logits > logits[np.arange(len(y)), y][:, None]).sum(1)
+        inside = sets[group[h]]
+        for where, top1, top5 in (
+            (inside, sc.top1_inside, sc.top5_inside),
+            (~inside, sc.top1_outside, sc.top5_outside),
+        ):
+            assert top1[h] == pytest.approx(np.sum(w * (rank == 0) * where))
+            assert top5[h] == pytest.approx(np.sum(w * (rank < 5) * where))
+        assert sc.weight_inside[h] == pytest.approx(np.sum(w * inside))
