@@ -269,18 +269,18 @@ def sweep(
     folds = _check_folds(folds, len(s.y)) if cv else 1
     sets = _row_sets(s.y, folds, seed)
     G, H = len(sets), len(l2)
-    placed = dict(mesh=s.mesh, max_device_bytes=s.max_device_bytes)
-    settings = dict(rtol=rtol, max_iter=max_iter, progress=progress, check_input=False)
     sol = solve(
         s.x, s.y, l2, num_classes=s.q, sample_weight=s.w, row_sets=sets,
-        chunk_rows=chunk_rows, **placed, **settings,
+        rtol=rtol, max_iter=max_iter, mesh=s.mesh, progress=progress,
+        max_device_bytes=s.max_device_bytes, chunk_rows=chunk_rows,
+        check_input=False,
     )  # fmt: skip
     W, b = sol.params
     every = model.Params(W.reshape(G * H, *W.shape[2:]), b.reshape(G * H, -1))
-    group = np.repeat(np.arange(G), H)
     sc = score(
-        every, s.x, s.y, sample_weight=s.w, row_sets=sets, group=group,
-        split="train", chunk_rows=chunk_rows, **placed,
+        every, s.x, s.y, sample_weight=s.w, row_sets=sets,
+        group=np.repeat(np.arange(G), H), split="train", mesh=s.mesh,
+        max_device_bytes=s.max_device_bytes, chunk_rows=chunk_rows,
     )  # fmt: skip
     heads = model.Params(W[0], b[0])
     fold_accuracy = None
@@ -289,7 +289,7 @@ def sweep(
     else:
         val = score(
             heads, s.x_val, s.y_val, sample_weight=s.w_val, split="val",
-            chunk_rows=chunk_rows, **placed,
+            mesh=s.mesh, max_device_bytes=s.max_device_bytes, chunk_rows=chunk_rows,
         )  # fmt: skip
         val_acc, val_top5 = _accuracies(val)
     best = choose(val_acc, l2)
@@ -298,7 +298,9 @@ def sweep(
         again = solve(
             s.x, s.y, [float(l2[best])], num_classes=s.q, sample_weight=s.w,
             more_rows=[Part(s.x_val, s.y_val, s.w_val)], start=params,
-            chunk_rows=chunk_rows, **placed, **settings,
+            rtol=rtol, max_iter=max_iter, mesh=s.mesh, progress=progress,
+            max_device_bytes=s.max_device_bytes, chunk_rows=chunk_rows,
+            check_input=False,
         )  # fmt: skip
         params = model.Params(again.params.W[0, 0], again.params.b[0, 0])
         refit_objective = float(again.objective[0, 0])
