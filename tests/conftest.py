@@ -75,6 +75,15 @@ else:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def x64():
+    """JAX's x64 mode for the test (float64 arrays stay float64)."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _jax_disk_cache_without_a_bound() -> None:
     """The processes that run the tests keep every program they compile in the

@@ -20,10 +20,7 @@ from jaxsoft.exact.passes import Part, Rows, moments_pass
 Q = 4
 
 
-@pytest.fixture(autouse=True)
-def _x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout
 
 
 @pytest.fixture(scope="module")

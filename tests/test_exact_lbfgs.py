@@ -22,10 +22,7 @@ ITERATIONS = 500
 CFG = lbfgs.Settings(rtol=0.0, gtol=1e-12, max_iter=ITERATIONS, memory=5)
 
 
-@pytest.fixture(autouse=True)
-def _x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout
 
 
 def _quadratic_problem(d=12, condition=1e3, seed=0):

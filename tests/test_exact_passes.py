@@ -25,10 +25,7 @@ GROUP = np.array([0, 1, 2, 1], np.int32)  # head h trains on set GROUP[h]
 L2 = np.array([0.0, 1e-3, 0.1, 1.0])  # and has strength L2[h]
 
 
-@pytest.fixture(autouse=True)
-def _x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout
 
 
 @pytest.fixture(scope="module")
