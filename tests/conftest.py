@@ -95,7 +95,7 @@ def _jax_disk_cache_without_a_bound() -> None:
     write once thousands of eager and property-test programs are in it). The
     folder is emptied instead when it outgrows `_SUITE_CACHE_BOUND` (above).
     The estimators and the CLI leave a cache set up this way as it is; the
-    subprocesses set up their own in the same folder (bounded)."""
+    subprocesses set up their own, bounded, beside it."""
     folder = os.environ.get("JAXSOFT_CACHE_DIR")
     if not folder:
         import jax
@@ -104,7 +104,9 @@ def _jax_disk_cache_without_a_bound() -> None:
         return
     from jaxsoft.compile_cache import enable_compilation_cache
 
-    enable_compilation_cache(folder, max_bytes=-1)
+    # A folder of its own: the subprocesses' bounded cache evicts by access
+    # times that an unbounded cache does not write.
+    enable_compilation_cache(os.path.join(folder, "in-process"), max_bytes=-1)
 
 
 # How xdist shares the tests out (``--dist loadfile --no-loadscope-reorder``,
