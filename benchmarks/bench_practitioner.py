@@ -323,6 +323,12 @@ def main() -> None:
         print(json.dumps(worker(*args.worker, args.mnist_dir)))
         return
     cases = [c for c in args.cases.split(",") if c]
+    unknown = sorted(set(cases) - {*CASES, *EXTRA_CASES})
+    if unknown:
+        parser.error(
+            f"unknown case(s) {', '.join(unknown)}; the cases are "
+            f"{', '.join((*CASES, *EXTRA_CASES))}"
+        )
     if "mnist" in cases and not (args.mnist_dir / "t10k-images-idx3-ubyte.gz").exists():
         print(f"MNIST files not found in {args.mnist_dir}: skipping the mnist case")
         cases.remove("mnist")
