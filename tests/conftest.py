@@ -41,7 +41,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxsoft"))
 # workers it starts inherit it (_SUITE_CACHE), so they and their subprocesses
 # share one cache.
 _SUITE_CACHE = "JAXSOFT_TEST_SUITE_CACHE"
-_SUITE_CACHE_BOUND = 2 << 30  # bytes; a run of the suite adds about 100 MB
+_SUITE_CACHE_BOUND = 2 << 30  # bytes; a first run of the suite writes about 130 MB
 
 
 def _folder_bytes(folder: str) -> int:
