@@ -178,11 +178,15 @@ def _stable(value: Any) -> str:
 
 def _key(signature: tuple) -> str | None:
     """The signature as a file name, with the versions, jaxsoft's source and
-    the host's processor; None when the source changed since it was read."""
+    the host's processor; None (kept in memory only) when the source changed
+    since it was read, or when a function in it is a closure or a lambda."""
     code = _code_digest()
     if code is None:
         return None
     fun, options, static, tree, leaves, shape, devices, x64 = signature
+    named = _stable(fun) + _stable(static)
+    if "<locals>" in named or "<lambda>" in named:
+        return None  # a closure's name does not say what it captured
     parts = [
         jax.__version__,
         jaxlib.__version__,
@@ -209,14 +213,19 @@ def _folder() -> Path | None:
     return Path(root) / EXECUTABLES_FOLDER
 
 
-def _load(key: str | None) -> Any | None:
+def _load(key: str | None, mesh: Mesh) -> Any | None:
+    """The executable saved under ``key``, loaded onto ``mesh``'s devices (left
+    to itself, JAX loads it onto every device of the process: a program of a
+    one-device mesh then asks for a shard per device), or None."""
     folder = _folder()
     path = None if folder is None or key is None else folder / key
     if path is None or not path.is_file():
         return None
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
-        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+        return serialize_executable.deserialize_and_load(
+            payload, in_tree, out_tree, execution_devices=list(mesh.devices.flat)
+        )
     except Exception:  # damaged, or from another build: compile it again
         return None
 
@@ -278,7 +287,7 @@ def call(
     executable = _executables.get(signature)
     if executable is None:
         key = _key(signature)
-        executable = _load(key)
+        executable = _load(key, mesh)
         if executable is None:
             executable, compiled_here = _compile(fun, static, donate, options, args)
             if compiled_here:

@@ -106,6 +106,47 @@ def test_the_estimators_cache_by_default_and_a_later_process_compiles_nothing(
     assert after["coef"] == first["coef"]
 
 
+_ONE_DEVICE_OF_EIGHT = """
+import json, sys
+import jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+import jaxsoft as js
+from jaxsoft import compiling
+
+def double(x):
+    return 2 * x
+
+compiled = []
+original = compiling._compile
+compiling._compile = lambda fun, *a: compiled.append(fun.__name__) or original(fun, *a)
+js.enable_compilation_cache(sys.argv[1])
+one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+x = jax.device_put(np.arange(6.0), NamedSharding(one, PartitionSpec("data")))
+out = compiling.call(double, one, x)
+print(json.dumps({"compiled": compiled, "out": np.asarray(out).tolist()}))
+"""
+
+
+def test_a_one_device_program_loads_onto_its_device_among_eight(tmp_path):
+    """An executable of a one-device mesh, loaded in a process with eight
+    devices, runs on that device (JAX's loader, left to itself, spread it over
+    all eight and asked for eight shards of each argument)."""
+    import json
+
+    env = {
+        "JAX_COMPILATION_CACHE_DIR": None,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    runs = []
+    for _ in range(2):
+        done = run_python("-c", _ONE_DEVICE_OF_EIGHT, str(tmp_path), env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(json.loads(done.stdout.splitlines()[-1]))
+    assert runs[0]["compiled"] == ["double"] and runs[1]["compiled"] == []
+    assert runs[0]["out"] == runs[1]["out"] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+
+
 def test_the_executables_key_follows_the_source_s_contents_not_its_times(tmp_path):
     from jaxsoft import compiling
 
@@ -120,6 +161,14 @@ def test_the_executables_key_follows_the_source_s_contents_not_its_times(tmp_pat
     assert compiling._read_code(tmp_path)[0] != digest
 
 
+def _double(x):
+    return 2 * x
+
+
+def _triple(x):
+    return 3 * x
+
+
 def test_after_a_source_file_changes_a_process_keeps_and_loads_nothing(
     tmp_path, monkeypatch
 ):
@@ -131,21 +180,39 @@ def test_after_a_source_file_changes_a_process_keeps_and_loads_nothing(
     monkeypatch.setattr(compiling, "_folder", lambda: folder)
     mesh = sharding.resolve_mesh()
     stale = {path: stamp + 1 for path, stamp in compiling._CODE_STAMPS.items()}
-
-    def double(x):
-        return 2 * x
+    # A shape no earlier run compiled, so that JAX's own cache cannot hold it.
+    x = jnp.ones(int.from_bytes(os.urandom(2), "little") + 7)
 
     monkeypatch.setattr(compiling, "_CODE_STAMPS", stale)
     assert compiling._code_digest() is None
-    assert float(compiling.call(double, mesh, jnp.float32(3.0))) == 6.0
+    assert float(compiling.call(_double, mesh, x)[0]) == 2.0
     assert not folder.exists()
     monkeypatch.undo()
     monkeypatch.setattr(compiling, "_folder", lambda: folder)
 
-    factor = float(int.from_bytes(os.urandom(2), "little") + 1)  # a program
-
-    def scale(x):  # that JAX's own cache cannot hold from an earlier run
-        return factor * x
-
-    assert float(compiling.call(scale, mesh, jnp.float32(3.0))) == 3.0 * factor
+    assert float(compiling.call(_triple, mesh, x)[0]) == 3.0
     assert len(list(folder.iterdir())) == 1
+
+
+def test_closures_are_kept_in_memory_only(tmp_path, monkeypatch):
+    """Two closures of one name capture different values: on disk they would
+    share a key, so neither is saved."""
+    import jax.numpy as jnp
+
+    from jaxsoft import compiling, sharding
+
+    folder = tmp_path / compiling.EXECUTABLES_FOLDER
+    monkeypatch.setattr(compiling, "_folder", lambda: folder)
+    mesh = sharding.resolve_mesh()
+
+    def scaled(factor):
+        def scale(x):
+            return factor * x
+
+        return scale
+
+    x = jnp.float32(3.0)
+    assert float(compiling.call(scaled(2.0), mesh, x)) == 6.0
+    assert float(compiling.call(scaled(5.0), mesh, x)) == 15.0
+    assert float(compiling.call(lambda v: v + 1, mesh, x)) == 4.0
+    assert not folder.exists()
