@@ -44,6 +44,8 @@ def main() -> None:
             filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
         ),
     }
+    # Cold means cold: not JAX's own cache, if the environment names one.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     with tempfile.TemporaryDirectory(prefix="jaxsoft-startup-") as folder:
         root = Path(folder)
         train = [sys.executable, "-m", "jaxsoft", "train", "--overwrite"]

@@ -559,6 +559,8 @@ def run_child(
             filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
         ),
     }
+    # Compiling is part of the figures: no cache but ``settings.cache_dir``.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     try:
         out = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=timeout

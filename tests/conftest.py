@@ -53,9 +53,28 @@ def _folder_bytes(folder: str) -> int:
     return total
 
 
+# The subprocesses (the CLI's runs, the 8-device scripts, the benchmarks'
+# children) keep their programs through JAX's own variables, which jaxsoft's
+# default cache leaves as they are, in <suite>/subprocesses: JAX's unbounded
+# cache, as in the test processes (below). A test of the default cache itself
+# removes them (and sets JAXSOFT_CACHE_DIR to a folder of its own).
+_JAX_CACHE_VARIABLES = (
+    "JAX_COMPILATION_CACHE_DIR",
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+)
+
+
+def jax_cache_environment(folder: str) -> dict[str, str]:
+    """The variables that make a new process keep every program in ``folder``."""
+    return dict(zip(_JAX_CACHE_VARIABLES, (folder, "0", "0"), strict=True))
+
+
 _MODE = os.environ.get("JAXSOFT_TEST_CACHE", "keep")
 if _MODE == "0":
     os.environ["JAXSOFT_CACHE_DIR"] = ""
+    for _name in _JAX_CACHE_VARIABLES:
+        os.environ.pop(_name, None)
 elif os.environ.get("PYTEST_XDIST_WORKER") and os.path.isdir(
     os.environ.get(_SUITE_CACHE, "")
 ):
@@ -71,6 +90,10 @@ else:
             shutil.rmtree(_CACHE, ignore_errors=True)
         os.makedirs(_CACHE, exist_ok=True)
     os.environ["JAXSOFT_CACHE_DIR"] = os.environ[_SUITE_CACHE] = _CACHE
+if _MODE != "0":
+    os.environ.update(
+        jax_cache_environment(os.path.join(os.environ[_SUITE_CACHE], "subprocesses"))
+    )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +118,7 @@ def _jax_disk_cache_without_a_bound() -> None:
     write once thousands of eager and property-test programs are in it). The
     folder is emptied instead when it outgrows `_SUITE_CACHE_BOUND` (above).
     The estimators and the CLI leave a cache set up this way as it is; the
-    subprocesses set up their own, bounded, beside it."""
+    subprocesses have their own beside it (``subprocesses``, above)."""
     folder = os.environ.get("JAXSOFT_CACHE_DIR")
     if not folder:
         import jax

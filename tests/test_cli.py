@@ -663,7 +663,7 @@ def test_killed_run_resumes_to_the_same_parameters(digits_data_dir, tmp_path, ca
 @pytest.mark.slow
 def test_a_second_run_reuses_the_compiled_programs(digits_data_dir, tmp_path):
     cache = tmp_path / "cache"
-    env = {"JAXSOFT_CACHE_DIR": str(cache)}
+    env = {"JAXSOFT_CACHE_DIR": str(cache), "JAX_COMPILATION_CACHE_DIR": None}
     command = ["-m", "jaxsoft", "train", "--epochs", "2"]
     command += ["--data-dir", str(digits_data_dir), "--out", str(tmp_path / "run")]
     first = run_python(*command, env=env)

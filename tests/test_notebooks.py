@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxsoft.compile_cache import DEFAULT_MAX_BYTES
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -123,6 +125,18 @@ def executed(tmp_path_factory):
 
         def run(path: Path):
             if path.name not in runs:
+                if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+                    # A cache folder per notebook, bounded as a notebook's
+                    # `js.enable_compilation_cache()` bounds it, so that the
+                    # kernel, before and after that call, and the commands it
+                    # starts all keep it alike (JAX's bounded cache cannot
+                    # share a folder with an unbounded one).
+                    suite = os.environ["JAXSOFT_TEST_SUITE_CACHE"]
+                    folder = os.path.join(suite, "notebooks", path.stem)
+                    patch.setenv("JAX_COMPILATION_CACHE_DIR", folder)
+                    patch.setenv(
+                        "JAX_COMPILATION_CACHE_MAX_SIZE", str(DEFAULT_MAX_BYTES)
+                    )
                 try:
                     runs[path.name] = execute(path, tmp_path_factory.mktemp(path.stem))
                 except Exception as error:
