@@ -10,7 +10,7 @@ cores, so the figures show the cost of the sharded program (collectives,
 padding, layout), not a speed-up; on a multi-GPU or TPU host the same script
 shows the real scaling.
 
-Run:  python benchmarks/bench_scaling.py [--rows 60000] [--epochs 3]
+Run:  python benchmarks/bench_scaling.py [--rows 60000] [--epochs 3] [--devices 1,2,4,8]
 """
 
 from __future__ import annotations
@@ -129,6 +129,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--devices",
+        default="1,2,4,8",
+        help="device counts of one process, comma-separated (1 comes first; "
+        "the two-process run follows them)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--num-processes", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--process-id", type=int, default=0, help=argparse.SUPPRESS)
@@ -137,6 +143,12 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    try:
+        counts = sorted({int(n) for n in args.devices.split(",")} | {1})
+    except ValueError:
+        parser.error(f"--devices takes counts such as 1,2,4,8, not {args.devices!r}")
+    if counts[0] < 1:
+        parser.error(f"--devices counts must be at least 1, not {args.devices!r}")
     extra = ["--rows", str(args.rows), "--epochs", str(args.epochs)]
     extra += ["--batch-size", str(args.batch_size)]
     print(
@@ -150,7 +162,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     base = None
-    for devices, processes in ((1, 1), (2, 1), (4, 1), (8, 1), (1, 2)):
+    for devices, processes in [*((n, 1) for n in counts), (1, 2)]:
         row = _run(extra, devices, processes)
         base = base or row
         print(

@@ -91,9 +91,18 @@ def test_peers_skips_a_missing_peer_with_how_to_install(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_scaling_tiny() -> None:
-    stdout = _run("bench_scaling.py", "--rows", "2000", "--epochs", "1")
+    stdout = _run(
+        "bench_scaling.py", "--rows", "2000", "--epochs", "1", "--devices", "4"
+    )
     assert "s/epoch" in stdout and "full-batch grad s" in stdout
-    assert any(line.split()[:2] == ["1", "1"] for line in stdout.splitlines())
+    rows = [line.split()[:2] for line in stdout.splitlines()]
+    # One process with 1 and with 4 devices, then 2 processes of 1 device each.
+    assert [r for r in rows if r in (["1", "1"], ["4", "1"], ["2", "2"])] == [
+        ["1", "1"],
+        ["4", "1"],
+        ["2", "2"],
+    ]
+    assert ["2", "1"] not in rows and ["8", "1"] not in rows
 
 
 @pytest.mark.slow

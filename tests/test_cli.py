@@ -615,52 +615,6 @@ def test_train_with_defaults_on_digits(digits_data_dir, tmp_path, capsys, monkey
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_parameters(digits_data_dir, tmp_path, capsys):
-    """SIGKILL a `python -m jaxsoft train` after its first checkpoint, resume it,
-    and compare with an uninterrupted run."""
-    args = ["--epochs", "15", "--batch-size", "64", "--checkpoint-every", "1"]
-    args += ["--data-dir", str(digits_data_dir)]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "jaxsoft", "train", "--out", str(killed), *args]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (killed / "checkpoints" / "1").is_dir():
-            assert process.poll() is None, process.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
-    done = max(
-        int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit()
-    )
-    assert done < 15  # killed mid-run
-
-    resumed = subprocess.run(
-        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming after epoch {done}" in resumed.stdout
-
-    reference = tmp_path / "reference"
-    code, _, stderr = run(["train", "--out", str(reference), *args], capsys)
-    assert code == 0, stderr
-    w_ref, b_ref, _ = final_params(reference)
-    w, b, meta = final_params(killed)
-    assert meta["epoch"] == 15
-    np.testing.assert_array_equal(w, w_ref)  # bitwise
-    np.testing.assert_array_equal(b, b_ref)
-
-
-@pytest.mark.slow
 def test_a_second_run_reuses_the_compiled_programs(digits_data_dir, tmp_path):
     cache = tmp_path / "cache"
     env = {"JAXSOFT_CACHE_DIR": str(cache), "JAX_COMPILATION_CACHE_DIR": None}
