@@ -24,6 +24,7 @@ import pytest
 from conftest import REPO_ROOT
 
 import jaxsoft.data
+from jaxsoft import cli
 from jaxsoft.experiment import checkpoint
 
 EPOCHS = 100  # about 10 ms each on digits: signals land well before the end
@@ -53,9 +54,18 @@ def _command(data_dir: Path, out: Path, *extra: str) -> list[str]:
     return [*train, "--out", str(out), *ARGS, *extra]
 
 
-def _sigint_default() -> None:
-    # A background job's children start with SIGINT ignored; a terminal's not.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+@pytest.fixture(scope="module", autouse=True)
+def _sigint_not_ignored():
+    """The runs must see Ctrl-C. A child inherits an ignored SIGINT (pytest
+    in a background job starts with it ignored), but a handled one is reset
+    to the default when the child starts. (A ``preexec_fn`` could reset it in
+    the child instead, but running Python between fork and exec can deadlock
+    once JAX's threads run here, and the resumes below run jaxsoft here.)"""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -65,7 +75,6 @@ def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_sigint_default,
     )
 
 
@@ -98,22 +107,32 @@ def _complete(out: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit())
 
 
+def _resume(command: list[str], capfd: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """``command`` with ``--resume``, run in this process (`jaxsoft.cli.main`,
+    what ``python -m jaxsoft`` calls; a new process would add only its start):
+    (exit code, stdout, stderr), both streams read at the file descriptors, so
+    that anything printed below Python is seen too."""
+    capfd.readouterr()
+    code = cli.main([*command[3:], "--resume"])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
 def _resume_and_compare(
-    command: list[str], env: dict[str, str], out: Path, reference: tuple
+    command: list[str], capfd: pytest.CaptureFixture, out: Path, reference: tuple
 ) -> str:
     """Resumes the run in ``out``; its final parameters must be the
     reference's, bitwise, and its history complete. Returns its stdout."""
-    resumed = subprocess.run(
-        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=240
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    code, stdout, stderr = _resume(command, capfd)
+    assert code == 0, stderr
+    assert all(line.startswith("jaxsoft: ") for line in stderr.splitlines()), stderr
     w, b, epoch = _params(out)
     assert epoch == EPOCHS
     np.testing.assert_array_equal(w, reference[0])
     np.testing.assert_array_equal(b, reference[1])
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == list(range(1, EPOCHS + 1))
-    return resumed.stdout
+    return stdout
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +169,7 @@ def _stop(
 
 @pytest.mark.slow
 def test_ctrl_c_before_the_first_checkpoint_saves_the_epoch(
-    data_dir, env, reference, tmp_path
+    data_dir, env, reference, tmp_path, capfd
 ):
     """The run finishes its epoch, saves it, exits 130; resume is exact."""
     out = tmp_path / "run"
@@ -158,13 +177,13 @@ def test_ctrl_c_before_the_first_checkpoint_saves_the_epoch(
     code, _, epoch = _stop(_start(command, env), signal.SIGINT, out)
     assert code == 130
     assert _complete(out) == [epoch]
-    stdout = _resume_and_compare(command, env, out, reference)
+    stdout = _resume_and_compare(command, capfd, out, reference)
     assert f"resuming after epoch {epoch}" in stdout
 
 
 @pytest.mark.slow
 def test_sigterm_during_saves_then_a_damaged_newest_checkpoint_falls_back(
-    data_dir, env, reference, tmp_path
+    data_dir, env, reference, tmp_path, capfd
 ):
     """With --checkpoint-every 1 a save is always in flight: the stop waits
     for it. Then the newest checkpoint is damaged: resume takes the one
@@ -181,28 +200,22 @@ def test_sigterm_during_saves_then_a_damaged_newest_checkpoint_falls_back(
     saved = [p for p in (out / "checkpoints" / str(epoch)).rglob("*") if p.is_file()]
     victim = max(saved, key=lambda p: p.stat().st_size)
     victim.write_bytes(victim.read_bytes()[::-1])  # same size, scrambled
-    resumed = subprocess.run(
-        [*_command(data_dir, out, *NO_SAVES), "--resume"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    (line,) = _jaxsoft_lines(resumed.stderr)
+    code, stdout, stderr = _resume(_command(data_dir, out, *NO_SAVES), capfd)
+    assert code == 0, stderr
+    (line,) = _jaxsoft_lines(stderr)
     assert f"the checkpoint of epoch {epoch} is damaged" in line
     assert f"resuming from epoch {before}, the newest intact one" in line
     assert (out / "damaged-checkpoints" / str(epoch)).is_dir()
-    assert f"resuming after epoch {before}" in resumed.stdout
+    assert f"resuming after epoch {before}" in stdout
     w, b, last = _params(out)
     assert last == EPOCHS
     np.testing.assert_array_equal(w, reference[0])
     np.testing.assert_array_equal(b, reference[1])
 
 
-# The next two runs signal themselves from inside the epoch loop (the same
-# real signals, at a known point) through hooks that wrap jaxsoft's own
-# functions; the rest is ``python -m jaxsoft train``.
+# The next runs signal themselves from inside the epoch loop (the same real
+# signals, at a known point) through hooks that wrap jaxsoft's own functions;
+# the rest is ``python -m jaxsoft train``.
 HOOKED = """
     import os, signal, sys
     from jaxsoft import cli
@@ -238,7 +251,7 @@ def _hooked(how: str, signum: str, command: list[str]) -> list[str]:
 
 @pytest.mark.slow
 def test_a_second_ctrl_c_quits_at_once_keeping_the_previous_checkpoint(
-    data_dir, env, reference, tmp_path
+    data_dir, env, reference, tmp_path, capfd
 ):
     out = tmp_path / "run"
     command = _command(data_dir, out, "--checkpoint-every", "2")
@@ -250,13 +263,13 @@ def test_a_second_ctrl_c_quits_at_once_keeping_the_previous_checkpoint(
         "jaxsoft: SIGINT again, quit at once; the checkpoint of epoch 2 is saved"
     )
     assert _complete(out) == [2]  # epoch 3's save was cut short
-    stdout = _resume_and_compare(command, env, out, reference)
+    stdout = _resume_and_compare(command, capfd, out, reference)
     assert "resuming after epoch 2" in stdout
 
 
 @pytest.mark.slow
 def test_kill_9_during_the_first_save_then_resume_starts_again(
-    data_dir, env, reference, tmp_path
+    data_dir, env, reference, tmp_path, capfd
 ):
     """Only orbax's temporary folder is left: resume starts from epoch 1 with
     the run's saved settings (config.json) and says so; the dead run's lock
@@ -269,25 +282,25 @@ def test_kill_9_during_the_first_save_then_resume_starts_again(
     left = [p.name for p in (out / "checkpoints").iterdir()]
     assert len(left) == 1 and left[0].startswith("3.orbax-checkpoint-tmp"), left
     assert (out / ".lock").exists()
-    stdout = _resume_and_compare([*command[:-2], *NO_SAVES], env, out, reference)
+    stdout = _resume_and_compare([*command[:-2], *NO_SAVES], capfd, out, reference)
     notice = [line for line in stdout.splitlines() if "no complete checkpoint" in line]
     assert len(notice) == 1, stdout
     assert "starting the run again from epoch 1 with its saved settings" in notice[0]
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_plotting_after_training_keeps_the_run(data_dir, env, tmp_path):
+def test_ctrl_c_while_plotting_after_training_keeps_the_run(
+    data_dir, env, tmp_path, capfd
+):
     out = tmp_path / "run"
     command = _command(data_dir, out, "--epochs", "5")
     code, _, stderr = _finish(_start(_hooked("plots", "SIGINT", command), env))
     assert code == 130
     (line,) = _jaxsoft_lines(stderr)
     assert SAVED.match(line) and int(SAVED.match(line).group(1)) == 5
-    resumed = subprocess.run(
-        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=240
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert "done: 5 epochs" in resumed.stdout
+    code, stdout, stderr = _resume(command, capfd)
+    assert code == 0, stderr
+    assert "done: 5 epochs" in stdout
     assert (out / "summary.json").is_file()
 
 
