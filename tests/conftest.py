@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -134,17 +135,62 @@ def _jax_disk_cache_without_a_bound() -> None:
 
 # How xdist shares the tests out (``--dist loadfile --no-loadscope-reorder``,
 # pyproject.toml): a file's tests go to one worker, as one unit, so its module
-# fixtures and the programs its tests compile are made once. Files holding a
-# test marked ``slow`` start first, so that no long file is left to run alone
-# at the end (xdist's own order, by number of tests, put them last).
+# fixtures and the programs its tests compile are made once. The longest
+# files start first, so that no long file is left to run alone at the end:
+# longest by their times in the suite's last run (kept in the suite's cache
+# folder), else the files holding a test marked ``slow`` first (xdist's own
+# order, by number of tests, put them last).
 # (``--dist loadgroup`` cannot be used: xdist 3.8 names a test's group in its
 # ``_nodeid``, which pytest 9 no longer reads, so groups are ignored.)
+_FILE_SECONDS = "file-seconds.json"
+
+
+def _file_seconds_path() -> Path | None:
+    folder = os.environ.get(_SUITE_CACHE) if _MODE != "0" else None
+    return Path(folder) / _FILE_SECONDS if folder else None
+
+
+def _last_file_seconds() -> dict[str, float]:
+    path = _file_seconds_path()
+    try:
+        seconds = json.loads(path.read_text()) if path else {}
+    except (OSError, ValueError):
+        return {}
+    return seconds if isinstance(seconds, dict) else {}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)  # stable: else as found
+    last = _last_file_seconds()
+
+    def order(item) -> tuple:
+        seconds = last.get(item.nodeid.split("::")[0])
+        if isinstance(seconds, (int, float)):
+            return (0, -seconds)
+        return (1, item.path not in slow)  # a file new since the last run
+
+    items.sort(key=order)  # stable: a file's tests stay together, in order
+
+
+_seconds_this_run: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Adds up each file's time (in the controller, from every worker)."""
+    name = report.nodeid.split("::")[0]
+    _seconds_this_run[name] = _seconds_this_run.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Keeps each file's time of this run for the next one's order (a partial
+    run updates the files it ran)."""
+    path = _file_seconds_path()
+    if path is None or os.environ.get("PYTEST_XDIST_WORKER") or not _seconds_this_run:
+        return
+    seconds = {**_last_file_seconds(), **_seconds_this_run}
+    with contextlib.suppress(OSError):
+        path.write_text(json.dumps(seconds, indent=0, sort_keys=True))
 
 
 def run_python(
