@@ -693,7 +693,11 @@ class Watch(importlib.abc.MetaPathFinder):
         if name == "jax":
             sys.meta_path.remove(self)
             print("importing jax", flush=True)
-            time.sleep({pause})
+            # Short sleeps: a signal that lands just before a long one would
+            # be handled only when it ends.
+            deadline = time.monotonic() + {pause}
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
         return None
 sys.meta_path.insert(0, Watch())
 """
