@@ -22,6 +22,7 @@ from _helpers import final_params, free_port
 from conftest import REPO_ROOT
 
 import jaxsoft.data
+from jaxsoft import cli
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
 ENV.pop("XLA_FLAGS", None)
@@ -178,22 +179,9 @@ def test_two_processes_probe_like_one(tmp_path):
     np.savez(tmp_path / "val.npz", x=xv, y=yv)
     l2 = ["--l2", "1e-3", "1e-2", "1e-1"]
     val = ["--val", str(tmp_path / "val.npz"), *l2, "--quiet"]
-    probe = [sys.executable, "-m", "jaxsoft", "probe"]
-    one = subprocess.run(
-        [
-            *probe,
-            "--train",
-            str(tmp_path / "train.npz"),
-            *val,
-            "--out",
-            str(tmp_path / "one"),
-        ],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert one.returncode == 0, one.stderr
+    # One process: this one (what `python -m jaxsoft` runs).
+    one = ["probe", "--train", str(tmp_path / "train.npz"), *val]
+    assert cli.main([*one, "--out", str(tmp_path / "one")]) == 0
     a = json.loads((tmp_path / "one" / "heads.json").read_text())
     # Two processes, on the .npz (read whole) and on memory-mapped .npy files
     # (each process reads its own rows), equal the one-process run.
