@@ -122,6 +122,36 @@ def test_moments_are_numpys_weighted_moments(problem, diagonal, stream):
     np.testing.assert_allclose(moments.second, expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_host_moments_are_numpys_weighted_moments(problem, diagonal, monkeypatch):
+    """Small dense NumPy rows: the moments come from NumPy on the host (no
+    program to compile), in blocks of rows, and are the same weighted
+    moments; parts without weights weigh 1."""
+    x, y, w, _ = problem
+    shift = x[:9].mean(0)
+    monkeypatch.setattr(passes, "_HOST_BLOCK_ROWS", 16)  # several blocks a part
+    parts = [Part(x[:37], y[:37], w[:37]), Part(x[37:], y[37:], None)]
+    moments = passes.host_moments(parts, shift, diagonal=diagonal)
+    weights = np.concatenate([w[:37], np.ones(N - 37)])
+    mean, cov = weighted_mean_and_cov(x, weights)
+    assert moments.total == pytest.approx(weights.sum(), rel=1e-12)
+    np.testing.assert_allclose(moments.mean, mean - shift, rtol=1e-10, atol=1e-12)
+    expected = np.diag(cov) if diagonal else cov
+    np.testing.assert_allclose(moments.second, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_host_moments_leave_device_and_large_rows_to_the_pass(problem, monkeypatch):
+    """Rows already on a device, and rows with more work than
+    HOST_MOMENTS_MAX_WORK, get None: the moments pass on the mesh."""
+    x, y, w, _ = problem
+    shift = np.zeros(D)
+    on_device = [Part(jnp.asarray(x), y, w)]
+    assert passes.host_moments(on_device, shift, diagonal=False) is None
+    monkeypatch.setattr(passes, "HOST_MOMENTS_MAX_WORK", N * D * D - 1)
+    assert passes.host_moments([Part(x, y, w)], shift, diagonal=False) is None
+    assert passes.host_moments([Part(x, y, w)], shift, diagonal=True) is not None
+
+
 def _top_k_hits(o, y, k):
     """NumPy: whether the true class is among the k highest logits (ties
     with the true class count as hits)."""

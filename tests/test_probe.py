@@ -134,8 +134,13 @@ def test_bf16_and_memmap_features(tmp_path, result):
     kw = dict(x_val=VAL[0], y_val=VAL[1], chunk_rows=128)
     from_bf16 = probe.sweep(x_bf16, TRAIN[1], L2, **kw)
     from_map = probe.sweep(x_map, y_map, L2, max_device_bytes=0, **kw)
+    # Two float32 solves of the same rows by different programs (centred in
+    # the pass, or streamed pre-centred): the same optimum to float32's
+    # objective, and weights as close as float32 stopping leaves them (5e-6
+    # relative, measured, with the moments from the device or from NumPy).
+    np.testing.assert_allclose(from_bf16.objective, from_map.objective, rtol=1e-6)
     np.testing.assert_allclose(
-        from_bf16.heads.W, from_map.heads.W, rtol=1e-6, atol=1e-7
+        from_bf16.heads.W, from_map.heads.W, rtol=2e-5, atol=1e-7
     )
     np.testing.assert_allclose(from_map.objective, result.objective, rtol=1e-2)
 

@@ -76,12 +76,6 @@ XFAIL: dict[str, str] = {
     "test_logistic_regression_callback_support": INTERNAL
     + "lbfgs's per-iteration callback tasks; jaxsoft's iterations run on the "
     "device as one compiled program, so callbacks see the fit as one task",
-    # the engine
-    "test_logistic_regression_cv_refit[1]": "the engine: in the CV's one solve "
-    "(6 L1 heads, tol=1e-12) every head meets gtol=5e-13, then the float64 "
-    "polish takes the refit head from a subgradient of 4.4e-13 to 1.7e-11 "
-    "(the others to 1e-14..1e-17), so one coefficient differs from the single "
-    "fit's by 4e-7 relative (the test asks 1e-7)",
 }
 
 

@@ -23,7 +23,14 @@ from jaxsoft import model, sharding, validation
 from jaxsoft.exact import basis as basis_lib
 from jaxsoft.exact import lbfgs, placement
 from jaxsoft.exact.inputs import SolveInputError
-from jaxsoft.exact.passes import Part, Rows, compute_dtype, moments_pass, sample_mean
+from jaxsoft.exact.passes import (
+    Part,
+    Rows,
+    compute_dtype,
+    host_moments,
+    moments_pass,
+    sample_mean,
+)
 from jaxsoft.exact.solver import Heads, Progress, solve_heads
 
 __all__ = [
@@ -63,7 +70,8 @@ def prepare(
     fit_intercept: bool = True,
     diagonal: bool = False,
 ) -> Problem:
-    """Places ``parts`` on the mesh and builds the preconditioner (one pass);
+    """Places ``parts`` on the mesh and builds the preconditioner (one pass,
+    or NumPy's moments of small host rows: `host_moments`);
     ``diagonal`` asks for the diagonal basis whatever the number of features
     (L1 heads need it)."""
     dtype = compute_dtype(parts[0].x.dtype)
@@ -77,7 +85,9 @@ def prepare(
         shift=shift,
     )
     diagonal = diagonal or rows.sparse or rows.d > basis_lib.EIGH_MAX_FEATURES
-    moments = moments_pass(rows, diagonal=diagonal)
+    moments = None if rows.sparse else host_moments(parts, shift, diagonal=diagonal)
+    if moments is None:
+        moments = moments_pass(rows, diagonal=diagonal)
     basis = basis_lib.make_basis(
         moments,
         shift,
