@@ -84,6 +84,23 @@ def test_float32_first_reaches_the_float64_optimum(digits, monkeypatch):
     np.testing.assert_allclose(mixed.params.W, plain.params.W, atol=1e-6)
 
 
+def test_moments_from_a_sample_of_rows_reach_the_same_optimum(digits, monkeypatch):
+    """The preconditioner built from every 29th row (64 of digits' 1,797, a
+    rank-deficient covariance) changes the path, not the optimum."""
+    x, y = digits
+    kw = dict(gtol=1e-10, rtol=0.0, max_iter=2000)
+    with jax.enable_x64(True):
+        plain = solve(x, y, [1e-3, 1e-1], **kw)
+        monkeypatch.setattr(passes, "MOMENTS_SAMPLE_ROWS", 64)
+        monkeypatch.setattr(passes, "MOMENTS_ROWS_PER_FEATURE", 1)
+        assert passes.moments_stride(len(y), x.shape[1]) == 29
+        sampled = solve(x, y, [1e-3, 1e-1], **kw)
+    assert sampled.converged.all() and plain.converged.all()
+    assert not np.array_equal(sampled.iterations, plain.iterations)
+    np.testing.assert_allclose(sampled.objective, plain.objective, rtol=1e-12)
+    np.testing.assert_allclose(sampled.params.W, plain.params.W, atol=1e-6)
+
+
 def test_heads_beyond_the_memory_budget_are_solved_in_batches(digits, monkeypatch):
     """Heads whose solver states would not fit together are solved a batch
     after another on the same rows, to the same optimum: one strength a
