@@ -8,6 +8,8 @@ what the same rows give dense."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,6 +88,36 @@ def test_grad_pass_is_jax_grad_of_each_heads_weighted_sum(problem, stream):
         np.testing.assert_allclose(gW[h], eW, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(gc[h], ec, rtol=1e-10, atol=1e-12)
     assert ce[0] == pytest.approx(np.log(Q) * w.sum(), rel=1e-12)  # uniform
+
+
+@pytest.mark.parametrize(
+    "running", [[1, 1, 1, 1], [0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0]]
+)
+def test_the_pass_of_running_heads_skips_finished_ones(problem, running):
+    """`grad_sums_running` in blocks of 3 heads (4 heads: a padded block):
+    each running head's sums are jax.grad's of its weighted sum; only the
+    blocks that hold a running head are computed (a finished head sharing
+    one gets its sums too), the others' sums are 0."""
+    x, y, w, member = problem
+    shift = x[:9].mean(0)
+    rows = _rows(x, y, w, member, shift=shift)
+    W, c = _heads(seed=3)
+    running = np.asarray(running, bool)
+    run = jax.jit(functools.partial(passes.grad_sums_running, centred=True, block=3))
+    ce, gW, gc = (
+        np.asarray(a)
+        for a in run(rows.stacked, W, c, GROUP, rows.shift, jnp.asarray(running))
+    )
+    computed = -(-running.sum() // 3) * 3  # heads in the blocks computed
+    assert np.count_nonzero(ce) == min(computed, len(GROUP))
+    for h, g in enumerate(GROUP):
+        if not running[h] and ce[h] == 0:  # skipped
+            assert not gW[h].any() and not gc[h].any()
+            continue
+        value, (eW, ec) = _ce_and_grad(x - shift, y, w * member[:, g], W[h], c[h])
+        assert ce[h] == pytest.approx(float(value), rel=1e-12)
+        np.testing.assert_allclose(gW[h], eW, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(gc[h], ec, rtol=1e-10, atol=1e-12)
 
 
 def test_the_pass_gives_each_heads_objective_and_raw_gradient(problem):

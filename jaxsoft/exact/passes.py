@@ -56,6 +56,8 @@ __all__ = [
     "centred_features",
     "compute_dtype",
     "grad_pass",
+    "grad_sums_running",
+    "head_block",
     "head_logits",
     "host_moments",
     "moments_pass",
@@ -561,6 +563,55 @@ def grad_sums(stacked: Chunk, W, c, group, shift, *, centred: bool):
     program that prepares the heads and uses the sums in the same program)."""
     acc = _grad_zeros(W, c)
     return scan_chunks(_grad_chunk, acc, stacked, W, c, group, shift, centred=centred)
+
+
+HEAD_BLOCK_COLUMNS = 128
+"""Logits per row of one block of heads in `grad_sums_running` (heads x
+classes): the blocks' matrix products stay wide enough to run near full
+speed on a CPU."""
+
+
+def head_block(num_heads: int, num_classes: int) -> int | None:
+    """Heads per block of a pass that skips finished heads (at least two
+    blocks), or None: few heads, every head in each pass (`grad_sums`)."""
+    block = max(1, HEAD_BLOCK_COLUMNS // num_classes)
+    return block if num_heads > block else None
+
+
+def grad_sums_running(
+    stacked: Chunk, W, c, group, shift, running, *, centred: bool, block: int
+):
+    """`grad_sums` of the heads still ``running`` (H,) bool, traceable: the
+    running heads are gathered to the front, in blocks of ``block`` heads,
+    and only the blocks that hold one are computed (a loop over blocks whose
+    count is a traced value, so one compiled program serves every count);
+    the heads of the blocks skipped get sums of 0 (a finished head that
+    shares a block with a running one gets its sums). A cross-validation
+    over many strengths, whose strong penalties converge in a few passes,
+    then pays for the heads still running, not for every head."""
+    H = W.shape[0]
+    padded = -(-H // block) * block
+    order = jnp.argsort(~running, stable=True)  # running heads first
+    order = jnp.concatenate([order, jnp.zeros(padded - H, order.dtype)])
+    W_all, c_all, group_all = W[order], c[order], group[order]
+    blocks = (jnp.sum(running, dtype=jnp.int32) + block - 1) // block
+
+    def one_block(j, acc):
+        start = j * block
+        W_b, c_b, group_b = (
+            jax.lax.dynamic_slice_in_dim(a, start, block)
+            for a in (W_all, c_all, group_all)
+        )
+        sums = grad_sums(stacked, W_b, c_b, group_b, shift, centred=centred)
+        return tuple(
+            jax.lax.dynamic_update_slice_in_dim(a, s, start, 0)
+            for a, s in zip(acc, sums, strict=True)
+        )
+
+    acc = jax.lax.fori_loop(0, blocks, one_block, _grad_zeros(W_all, c_all))
+    rank = jnp.arange(H, dtype=order.dtype)
+    where = jnp.zeros(H, order.dtype).at[order[:H]].set(rank)
+    return tuple(a[where] for a in acc)
 
 
 def grad_pass(

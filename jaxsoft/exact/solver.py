@@ -6,7 +6,10 @@ mesh (replicated). For rows in memory the whole loop runs on the device: a
 (`jaxsoft.exact.passes.grad_sums`, a `scan` over the row chunks) followed by
 every head's L-BFGS move, with the stopping test inside, so a compiled solve
 costs microseconds per iteration, not a host round trip. Heads that are done
-stop changing (their rows still take part in the pass).
+stop changing; with more heads than one block (`passes.head_block`), each
+pass computes only the blocks of heads still running
+(`passes.grad_sums_running`), so the strong penalties of a cross-validation,
+done in a few passes, stop costing passes.
 
 Two things bring the host back, every `PASSES_PER_CALL` passes at most:
 
@@ -171,10 +174,19 @@ def _run_in_memory(
         state, k = carry
         return (k < max_passes) & ~jnp.all(state.done)
 
+    H, P = state.theta.shape
+    block = passes.head_block(H, P // (basis.lam.shape[0] + 1))
+
     def one_pass(carry):
         state, k = carry
         W, c = _trial_heads(basis, heads, state)
-        sums = passes.grad_sums(stacked, W, c, heads.group, shift, centred=centred)
+        if block is None:
+            sums = passes.grad_sums(stacked, W, c, heads.group, shift, centred=centred)
+        else:  # the finished heads' blocks skipped
+            sums = passes.grad_sums_running(
+                stacked, W, c, heads.group, shift, ~state.done,
+                centred=centred, block=block,
+            )  # fmt: skip
         return _move(basis, heads, state, sums, cfg), k + 1
 
     return jax.lax.while_loop(running, one_pass, (state, jnp.asarray(0, jnp.int32)))
