@@ -25,7 +25,9 @@ import jax
 import jaxlib
 import numpy as np
 from jax.experimental import serialize_executable
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxsoft import sharding
 
 __all__ = ["CPU_OPTIONS", "QUICK_MAX_WORK", "call", "compiler_options", "jit", "quick"]
 
@@ -131,12 +133,39 @@ def _code_digest() -> str | None:
 
 
 def _leaf_signature(leaf: Any) -> tuple:
-    if isinstance(leaf, jax.Array):
+    if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)):
         spec = getattr(leaf.sharding, "spec", None)
         return (leaf.shape, leaf.dtype, leaf.weak_type, spec)
-    if isinstance(leaf, (np.ndarray, np.generic)):
-        return ("np", leaf.shape, leaf.dtype)
     return (type(leaf),)  # a Python scalar (a weakly typed value)
+
+
+def _is_host(leaf: Any) -> bool:
+    return isinstance(leaf, (np.ndarray, np.generic))
+
+
+def _as_replicated(args: tuple, mesh: Mesh) -> tuple:
+    """``args`` with each NumPy leaf as the abstract value of its replicated
+    copy on ``mesh``: what the program is traced, keyed and compiled for."""
+    layout = NamedSharding(mesh, PartitionSpec())
+
+    def abstract(leaf: Any) -> Any:
+        if not _is_host(leaf):
+            return leaf
+        return jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=layout)
+
+    return jax.tree.map(abstract, args)
+
+
+def _placed(args: tuple, mesh: Mesh) -> tuple:
+    """``args`` ready for an executable: in one process NumPy leaves go as
+    they are (the executable copies them to its devices in one step, much
+    faster than a `jax.device_put` of each); in several, each process hands
+    over its copy (`jaxsoft.sharding.replicate`)."""
+    if jax.process_count() == 1:
+        return args
+    return jax.tree.map(
+        lambda leaf: sharding.replicate(leaf, mesh) if _is_host(leaf) else leaf, args
+    )
 
 
 def _signature(fun: Any, mesh: Mesh, options: dict, static: dict, args: tuple):
@@ -280,20 +309,24 @@ def call(
     The executable's key holds everything its program depends on: jax's
     version, jaxsoft's source, the function, the options, the static
     arguments, each argument's shape, dtype and sharding, and the devices.
+    NumPy arguments are taken as replicated on ``mesh`` (the same program as
+    for their `jaxsoft.sharding.replicate` copies) and copied there by the
+    call itself.
     """
     static = static or {}
     options = _wanted(mesh, quick)
-    signature = _signature(fun, mesh, options, static, args)
+    abstract = _as_replicated(args, mesh)
+    signature = _signature(fun, mesh, options, static, abstract)
     executable = _executables.get(signature)
     if executable is None:
         key = _key(signature)
         executable = _load(key, mesh)
         if executable is None:
-            executable, compiled_here = _compile(fun, static, donate, options, args)
+            executable, compiled_here = _compile(fun, static, donate, options, abstract)
             if compiled_here:
                 _save(key, executable)
         _executables[signature] = executable
-    return executable(*args)
+    return executable(*_placed(args, mesh))
 
 
 _CACHE_HIT = "/jax/compilation_cache/cache_hits"

@@ -147,6 +147,52 @@ def test_a_one_device_program_loads_onto_its_device_among_eight(tmp_path):
     assert runs[0]["out"] == runs[1]["out"] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
 
 
+_NUMPY_ARGUMENTS_ON_EIGHT = """
+import json
+import jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from jaxsoft import compiling, sharding
+
+def scaled_rows(x, w, k):
+    return (x * w[None, :]).sum(0) + k
+
+compiled = []
+original = compiling._compile
+compiling._compile = lambda fun, *a: compiled.append(fun.__name__) or original(fun, *a)
+mesh = sharding.resolve_mesh()
+x = np.arange(16.0).reshape(8, 2)
+rows = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+w, k = np.array([1.0, -2.0]), np.float64(0.5)
+outs = [compiling.call(scaled_rows, mesh, rows, w, k)]
+outs.append(compiling.call(scaled_rows, mesh, rows, *sharding.replicate((w, k), mesh)))
+print(json.dumps({
+    "compiled": compiled, "devices": len(mesh.devices.flat),
+    "outs": [np.asarray(o).tolist() for o in outs],
+    "expected": ((x * w).sum(0) + k).tolist(),
+}))
+"""
+
+
+def test_numpy_arguments_run_as_their_replicated_copies_on_eight_devices(tmp_path):
+    """NumPy arguments of `compiling.call` are taken as replicated over the
+    mesh (beside rows sharded over its eight devices): the same program as
+    for their replicated copies, compiled once, and the right sums."""
+    import json
+
+    env = {
+        "JAX_COMPILATION_CACHE_DIR": None,
+        "JAXSOFT_CACHE_DIR": "",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+        "JAX_ENABLE_X64": "1",
+    }
+    done = run_python("-c", _NUMPY_ARGUMENTS_ON_EIGHT, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["devices"] == 8 and result["compiled"] == ["scaled_rows"]
+    assert result["outs"][0] == result["outs"][1] == result["expected"]
+
+
 def test_the_executables_key_follows_the_source_s_contents_not_its_times(tmp_path):
     from jaxsoft import compiling
 

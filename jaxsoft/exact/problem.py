@@ -137,7 +137,7 @@ def run(
     (and L1 strengths, None: 0), from points (H, P) or on from an earlier
     run's final states (its memory kept, its iteration counts going on), or
     with ``going_on=False`` from starting states (`solver.carry`'s)."""
-    mesh, dt = problem.rows.mesh, problem.dtype
+    dt = problem.dtype
     l1 = np.zeros(len(l2)) if l1 is None else np.asarray(l1)
     if np.any(l1 > 0) and problem.host_basis.V is not None:
         raise ValueError("L1 heads need a problem prepared with diagonal=True.")
@@ -147,7 +147,6 @@ def run(
         group=np.asarray(group, np.int32),
         count=count.astype(dt),
     )
-    heads = sharding.replicate(heads, mesh)
     if not isinstance(start, lbfgs.HeadState):
         start = np.asarray(sharding.to_host(start), dt)
     return solve_heads(

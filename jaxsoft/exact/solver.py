@@ -374,7 +374,8 @@ def solve_heads(
     Args:
       rows: the training rows (with their sets, for cross-validation).
       basis: the change of variables (`jaxsoft.exact.basis`), replicated.
-      heads: each head's strength, training set and total weight.
+      heads: each head's strength, training set and total weight (NumPy,
+        or on the mesh).
       start: starting points in solver coordinates, (H, P) (NumPy), or an
         earlier run's final states to go on from (`_going_on`).
       cfg: L-BFGS settings.
@@ -389,15 +390,17 @@ def solve_heads(
     """
     if going_on is None:
         going_on = isinstance(start, lbfgs.HeadState)
-    if isinstance(start, lbfgs.HeadState):
-        state = start
-    else:
-        state = sharding.replicate(lbfgs.init_host(start, cfg.memory), rows.mesh)
+    state = start
+    if not isinstance(start, lbfgs.HeadState):
+        state = lbfgs.init_host(start, cfg.memory)
     shape_cfg, limits = _split_settings(cfg)
     total, P = state.theta.shape
     logits_per_head = rows.n * (P // (rows.d + 1))
     size = total
     may_shrink = total > 1 and total * logits_per_head >= SHRINK_MIN_LOGITS
+    if rows.stacked is None or may_shrink:  # programs of `compiling.jit` too
+        heads, state = sharding.replicate((heads, state), rows.mesh)
+    # else the device loop's `compiling.call` takes NumPy heads and states
     looks = may_shrink or progress is not None or rows.stacked is None
     per_call = PASSES_PER_CALL if looks else _pass_bound(cfg)
     passes_done = 0
