@@ -91,6 +91,7 @@ def test_moments_from_a_sample_of_rows_reach_the_same_optimum(digits, monkeypatc
     kw = dict(gtol=1e-10, rtol=0.0, max_iter=2000)
     with jax.enable_x64(True):
         plain = solve(x, y, [1e-3, 1e-1], **kw)
+        monkeypatch.setattr(passes, "MOMENTS_FULL_MAX_WORK", 0)
         monkeypatch.setattr(passes, "MOMENTS_SAMPLE_ROWS", 64)
         monkeypatch.setattr(passes, "MOMENTS_ROWS_PER_FEATURE", 1)
         assert passes.moments_stride(len(y), x.shape[1]) == 29

@@ -172,39 +172,48 @@ def test_host_moments_are_numpys_weighted_moments(problem, diagonal, monkeypatch
     np.testing.assert_allclose(moments.second, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_host_moments_of_many_rows_take_correlations_from_every_kth_row(monkeypatch):
-    """Beyond the sample's size the mean and the variances are every row's,
-    the correlations those of every k-th row of each part (k from
-    `moments_stride`), whatever the blocks; a feature constant in the sample
-    keeps its variance and no correlation."""
+def test_host_moments_of_many_rows_take_the_covariance_from_every_kth_row(
+    monkeypatch,
+):
+    """Beyond the full pass's work the mean and the variances are every
+    row's, the covariance that of every k-th row of each part (k from
+    `moments_stride`), whatever the blocks; a feature whose variance the
+    sample misses by more than 20% is rescaled to every row's variance (its
+    correlations kept), and one constant in the sample gets its variance
+    and no correlation."""
     rng = np.random.default_rng(5)
-    x, w = rng.normal(size=(500, 3)), rng.uniform(0.5, 2.0, 500)
+    x, w = rng.normal(size=(500, 4)), rng.uniform(0.5, 2.0, 500)
     x[:, 1] += 0.8 * x[:, 0]
     x[:, 2] = 0.0
     x[3, 2] = 5.0  # rare: not in the sample
+    x[::11, 3] *= 3.0  # the sample sees 9 times its variance
     y = np.zeros(500, np.int32)
+    monkeypatch.setattr(passes, "MOMENTS_FULL_MAX_WORK", 0)
     monkeypatch.setattr(passes, "MOMENTS_SAMPLE_ROWS", 40)
     monkeypatch.setattr(passes, "_HOST_BLOCK_ROWS", 4)
-    stride = passes.moments_stride(500, 3)
-    assert stride == 11  # 48 rows (16 per feature): 46 of them, 20 + 26
+    stride = passes.moments_stride(500, 4)
+    assert stride == 8  # 64 rows (16 per feature): 27 + 37 of them
+    x[::11, 3] /= 3.0
+    x[::8, 3] *= 3.0
     parts = [Part(x[:210], y[:210], w[:210]), Part(x[210:], y[210:], w[210:])]
     shift = x[:50].mean(0)
     moments = passes.host_moments(parts, shift, diagonal=False)
     rows = np.concatenate([np.arange(0, 210, stride), np.arange(210, 500, stride)])
     mean, cov = weighted_mean_and_cov(x, w)
-    _, sample_cov = weighted_mean_and_cov(x[rows], w[rows])
-    sd = np.sqrt(np.diag(cov))
-    expected = np.zeros((3, 3))
-    expected[:2, :2] = sample_cov[:2, :2] / np.outer(
-        np.sqrt(np.diag(sample_cov))[:2], np.sqrt(np.diag(sample_cov))[:2]
-    )
-    expected = expected * np.outer(sd, sd)
-    expected[2, 2] = cov[2, 2]
+    _, sample = weighted_mean_and_cov(x[rows], w[rows])
+    variance, seen = np.diag(cov), np.diag(sample)
+    off = np.abs(seen - variance) > 0.2 * variance
+    assert off[2] and off[3] and not off[0]
+    ratio = np.ones(4)
+    scaled = off & (seen > 0)
+    ratio[scaled] = np.sqrt(variance[scaled] / seen[scaled])
+    expected = sample * np.outer(ratio, ratio)
+    expected[2, 2] = variance[2]
     assert moments.total == pytest.approx(w.sum(), rel=1e-12)
     np.testing.assert_allclose(moments.mean, mean - shift, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(moments.second, expected, rtol=1e-10, atol=1e-12)
     diagonal = passes.host_moments(parts, shift, diagonal=True)  # every row
-    np.testing.assert_allclose(diagonal.second, np.diag(cov), rtol=1e-10)
+    np.testing.assert_allclose(diagonal.second, variance, rtol=1e-10)
 
 
 def test_host_moments_leave_device_and_large_rows_to_the_pass(problem, monkeypatch):
