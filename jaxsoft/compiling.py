@@ -156,16 +156,24 @@ def _as_replicated(args: tuple, mesh: Mesh) -> tuple:
     return jax.tree.map(abstract, args)
 
 
+# NumPy arguments larger than this are placed by `jax.device_put` (which
+# may share a large array's memory on the CPU) rather than by the call.
+_DIRECT_MAX_BYTES = 1 << 20
+
+
 def _placed(args: tuple, mesh: Mesh) -> tuple:
-    """``args`` ready for an executable: in one process NumPy leaves go as
-    they are (the executable copies them to its devices in one step, much
+    """``args`` ready for an executable: in one process small NumPy leaves go
+    as they are (the executable copies them to its devices in one step, much
     faster than a `jax.device_put` of each); in several, each process hands
     over its copy (`jaxsoft.sharding.replicate`)."""
-    if jax.process_count() == 1:
-        return args
-    return jax.tree.map(
-        lambda leaf: sharding.replicate(leaf, mesh) if _is_host(leaf) else leaf, args
-    )
+    several = jax.process_count() > 1
+
+    def placed(leaf: Any) -> Any:
+        if _is_host(leaf) and (several or leaf.nbytes > _DIRECT_MAX_BYTES):
+            return sharding.replicate(leaf, mesh)
+        return leaf
+
+    return jax.tree.map(placed, args)
 
 
 def _signature(fun: Any, mesh: Mesh, options: dict, static: dict, args: tuple):
