@@ -15,7 +15,6 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import get_scorer, make_scorer
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight
 
 from jaxsoft.compile_cache import enable_default_cache
@@ -89,8 +88,8 @@ def _class_weights(class_weight, classes, y, sw) -> np.ndarray:
 
 
 def _prepare_targets(estimator, y, sample_weight, X):
-    """Encodes y, folds in class weights; returns (codes, weights, classes)."""
-    check_classification_targets(y)
+    """Encodes y (checked by the caller: `check_classification_targets`),
+    folds in class weights; returns (codes, weights, classes)."""
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(
