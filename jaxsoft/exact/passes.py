@@ -442,9 +442,16 @@ def moments_pass(rows: Rows, *, diagonal: bool) -> Moments:
     quick = compiling.quick(rows.n * rows.d)
     acc = accumulate(rows, _moments_chunk, acc, diagonal=diagonal, quick=quick)
     total, s1, s2 = (np.asarray(sharding.to_host(a), np.float64) for a in acc)
-    m1 = s1 / total
-    centre = s2 / total - (m1 * m1 if diagonal else np.outer(m1, m1))
-    return Moments(float(total), m1, centre)
+    return _from_sums(float(total), s1, s2)
+
+
+def _from_sums(total: float, first: np.ndarray, second: np.ndarray) -> Moments:
+    """`Moments` from the weighted sums of x and of its squares (d,) or
+    products (d, d) about the shift."""
+    m1 = first / total
+    return Moments(
+        total, m1, second / total - (m1 * m1 if second.ndim == 1 else np.outer(m1, m1))
+    )
 
 
 MOMENTS_FULL_MAX_WORK = 1 << 33
@@ -452,21 +459,20 @@ MOMENTS_SAMPLE_ROWS = 1 << 14
 MOMENTS_ROWS_PER_FEATURE = 16
 """Rows x features x features above `MOMENTS_FULL_MAX_WORK`: the
 preconditioner's covariance comes from max(`MOMENTS_SAMPLE_ROWS`, this x d)
-rows (d features), every k-th row of each part, with the variance of a
-feature the sample under-sees (by 4x) raised to every row's (a rare pixel);
-exact linear relations between features (one-hot columns) hold in every
-row, so the sample keeps them. Any covariance gives an exact change of
-variables, so the optimum does not depend on it; the sample conditions the
-problem about as well as every row (MNIST: 56 iterations against 53), at a
-fraction of the d x d pass's cost (1.3 s of MNIST's in float64 on a 2-core
-CPU, 0.25 s for the sample)."""
+rows (d features), every k-th row of each part, and a feature whose variance
+there is more than 20% off every row's is rescaled to every row's (a rare
+pixel the sample misses or over-sees); the other features keep the sample's
+covariance, so exact linear relations between them (one-hot columns), which
+hold in every row, hold in it too. Any covariance gives an exact change of
+variables, so the optimum does not depend on it; the sample conditions
+MNIST about as well as every row (59 iterations against 53) for a fraction
+of the d x d pass's cost (`benchmarks/bench_practitioner.py` prints both)."""
 
 HOST_MOMENTS_MAX_WORK = 1 << 34
-"""Dense NumPy rows whose sampled moments take at most this much work (rows
-x features x features, or x features for the diagonal basis) get them from
-NumPy on the host: no moments program to trace, lower and compile (about
-0.17 s of a small first fit on a CPU), and NumPy's BLAS does MNIST's sample
-(16,384 x 784) in about 0.25 s."""
+"""Dense NumPy rows whose moments take at most this much work (rows x
+features x features for the covariance's rows, plus rows x features) get
+them from NumPy on the host: no moments program to trace, lower and compile
+(most of 0.17 s of a small first fit on a CPU)."""
 
 # Rows per block of the host moments: the centred copies stay small (and
 # their memory is reused from block to block).
@@ -497,7 +503,7 @@ def host_moments(
         return None
     n, d = sum(len(p.y) for p in parts), int(parts[0].x.shape[1])
     stride = 1 if diagonal else moments_stride(n, d)
-    work = n * d if diagonal else -(-n // stride) * d * d + (n * d if stride > 1 else 0)
+    work = n * d + (0 if diagonal else -(-n // stride) * d * d)
     if work > HOST_MOMENTS_MAX_WORK:
         return None
     shift = np.asarray(shift, np.float64)
@@ -512,8 +518,7 @@ def host_moments(
             w = np.ones(hi - lo) if w_all is None else w_all[lo:hi]
             total += float(w.sum())
             first += w @ xc
-            if diagonal or stride > 1:
-                squares += w @ np.square(xc)
+            squares += w @ np.square(xc)
             if not diagonal:
                 xs, ws = xc[::stride], w[::stride]
                 s_total += float(ws.sum())
@@ -521,13 +526,12 @@ def host_moments(
                 s_second += (xs * ws[:, None]).T @ xs
     if not total > 0 or not (diagonal or s_total > 0):
         return None  # no weight (in the sample): the pass, every row
-    m1 = first / total
+    every_row = _from_sums(total, first, squares)  # the variances
     if diagonal:
-        return Moments(total, m1, squares / total - m1 * m1)
-    s_m1 = s_first / s_total
-    centre = s_second / s_total - np.outer(s_m1, s_m1)
+        return every_row
+    centre = _from_sums(s_total, s_first, s_second).second
     if stride > 1:  # features whose variance the sample misses by 20%:
-        variance = np.maximum(squares / total - m1 * m1, 0.0)  # every row's
+        variance = np.maximum(every_row.second, 0.0)
         seen = np.maximum(np.diag(centre), 0.0)
         off = np.abs(seen - variance) > 0.2 * variance
         unseen = off & (seen <= 1e-8 * variance)  # constant there, to rounding
@@ -537,7 +541,7 @@ def host_moments(
         centre = centre * np.outer(ratio, ratio)
         centre[unseen, :] = centre[:, unseen] = 0.0
         centre[unseen, unseen] = variance[unseen]
-    return Moments(total, m1, centre)
+    return Moments(total, every_row.mean, centre)
 
 
 def head_logits(x: jax.Array, W: jax.Array, c: jax.Array) -> jax.Array:

@@ -85,7 +85,7 @@ def prepare(
         shift=shift,
     )
     diagonal = diagonal or rows.sparse or rows.d > basis_lib.EIGH_MAX_FEATURES
-    moments = None if rows.sparse else host_moments(parts, shift, diagonal=diagonal)
+    moments = host_moments(parts, shift, diagonal=diagonal)  # None: not NumPy
     if moments is None:
         moments = moments_pass(rows, diagonal=diagonal)
     basis = basis_lib.make_basis(
