@@ -213,6 +213,53 @@ def test_probe_and_weighted_solver_on_8_devices_equal_1_device():
         )
 
 
+@pytest.mark.slow
+def test_the_exact_engine_in_float64_on_8_devices_equals_1_device():
+    """`jaxsoft.exact.solve` in float64 (x64 mode on), 5 folds x 3 strengths
+    on 8 devices and on one: with passes in blocks of 2 heads that skip the
+    finished ones or every head in each pass, with the covariance from a
+    sample of every 3rd row (NumPy, on the host) or from every row (a device
+    array: the pass on the mesh), the same optimum to gtol 1e-10."""
+    out = run_on_8_devices(
+        """
+        from jaxsoft.exact import passes, solve
+        passes.MOMENTS_FULL_MAX_WORK, passes.MOMENTS_ROWS_PER_FEATURE = 0, 1
+        passes.MOMENTS_SAMPLE_ROWS = 50
+        sets = np.stack([np.arange(150) % 5 != k for k in range(5)])
+        runs = {}
+        with jax.enable_x64(True):
+            rows = {"numpy": np.asarray(x, np.float64)}
+            rows["device"] = jnp.asarray(rows["numpy"])
+            for name, mesh in (("eight", None), ("one", one)):
+                for columns in (6, 1 << 20):  # 6: blocks of 2 heads (3 classes)
+                    passes.HEAD_BLOCK_COLUMNS = columns
+                    for kind, features in rows.items():
+                        sol = solve(
+                            features, y, [1e-3, 1e-2, 1e-1], row_sets=sets,
+                            rtol=0.0, gtol=1e-10, max_iter=2000, mesh=mesh,
+                        )
+                        runs[f"{name}-{columns}-{kind}"] = {
+                            "objective": sol.objective.tolist(),
+                            "W": sol.params.W.tolist(),
+                            "dtype": str(sol.params.W.dtype),
+                            "converged": bool(sol.converged.all()),
+                            "passes": sol.passes.tolist(),
+                        }
+        out["runs"] = runs
+        """
+    )
+    runs = out["runs"]
+    reference = runs["one-1048576-device"]
+    for name, run in runs.items():
+        assert run["dtype"] == "float64" and run["converged"], name
+        np.testing.assert_allclose(
+            run["objective"], reference["objective"], rtol=1e-12, err_msg=name
+        )
+        np.testing.assert_allclose(run["W"], reference["W"], atol=1e-6, err_msg=name)
+    # the sample changes the path (not the optimum)
+    assert runs["one-1048576-numpy"]["passes"] != reference["passes"]
+
+
 def test_to_host_returns_c_contiguous_numpy_for_every_kind_of_array():
     """The one host-copy helper (the checkpoints' too): NumPy in any order,
     lists and device arrays come back as C-contiguous NumPy of equal value."""
