@@ -14,8 +14,10 @@ objective relative to scikit-learn's (float64, on the training rows; below
 chose), and the geometric means.
 
 The MNIST case also prints one data pass of the engine (value and gradient,
-float64) beside one read of X on the device, and the solve program's size
-(HLO instructions) and compile time.
+float64) beside one read of X on the device, the preconditioner's moments
+from NumPy on the host beside the moments pass on the device, and the solve
+program's size (HLO instructions), compile time and time a pass, with
+jaxsoft's compiler options and others.
 
 Cases: iris, wine, breast_cancer, digits (``LogisticRegression(max_iter=
 1000)``, features standardised except digits / 16); digits_cv
@@ -237,7 +239,7 @@ def engine_figures(case: str, mnist_dir: Path) -> None:
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_breast_cancer, load_digits
 
     from jaxsoft import compiling, sharding
     from jaxsoft.exact import engine, passes, placement, solver
@@ -274,8 +276,24 @@ def engine_figures(case: str, mnist_dir: Path) -> None:
             f"pass {t_pass * 1e3:.1f} ms, one read of X {t_read * 1e3:.1f} ms "
             f"({t_pass / t_read:.1f} reads)"
         )
+        if dtype == np.float64:  # the preconditioner's moments, both ways
+            parts = [passes.Part(x, y.astype(np.int32))]
+            shift = np.asarray(rows.host_shift, np.float64)
+            t_host = best(
+                lambda p=parts, s=shift: passes.host_moments(p, s, diagonal=False)
+            )
+            t_mesh = best(lambda r=rows: passes.moments_pass(r, diagonal=False))
+            stride = passes.moments_stride(len(y), x.shape[1])
+            print(
+                f"{case} float64 moments: NumPy on the host {t_host:.2f} s (the "
+                f"covariance from every {stride} rows), the pass on the device "
+                f"{t_mesh:.2f} s (every row)"
+            )
     xd, yd = load_digits(return_X_y=True)
+    xb, yb = load_breast_cancer(return_X_y=True)
+    xb = (xb - xb.mean(0)) / xb.std(0)
     for name, (xs, ys) in {"iris-like": (xd[:150, :4], yd[:150] % 3),
+                           "breast_cancer": (xb, yb),
                            "digits": (xd / 16, yd)}.items():  # fmt: skip
         captured = {}
         original = compiling.call
@@ -297,7 +315,9 @@ def engine_figures(case: str, mnist_dir: Path) -> None:
         options = compiling.compiler_options(
             captured["mesh"], quick=captured["kw"]["quick"]
         )
-        seconds = {}
+        seconds, per_pass = {}, {}
+        # from the solve's start, with limits that never stop it
+        start_state = (*captured["args"][:5], (0.0, 0.0, 10**6))
         for label, chosen in (("jaxsoft's options", options),
                               ("loop emitters", compiling.CPU_OPTIONS),
                               ("XLA's defaults", {})):  # fmt: skip
@@ -306,7 +326,17 @@ def engine_figures(case: str, mnist_dir: Path) -> None:
             seconds[label] = time.perf_counter() - start
             if label == "jaxsoft's options":
                 size = sum(" = " in line for line in program.as_text().splitlines())
-        others = ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
+
+            def passes_of(k, program=program, start=start_state):
+                return program(*start, np.int32(k), np.bool_(False))
+
+            per_pass[label] = (
+                best(lambda: passes_of(11)) - best(lambda: passes_of(1))
+            ) / 10
+        others = ", ".join(
+            f"{k} {v:.2f} s ({per_pass[k] * 1e6:.0f} us a pass)"
+            for k, v in seconds.items()
+        )
         print(
             f"solve program ({name}): {size} HLO instructions, traced and "
             f"lowered in {traced:.2f} s, compiled with {others}"
