@@ -43,7 +43,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxsoft import compiling, losses, sharding
+from jaxsoft import compiling, sharding
 from jaxsoft.exact import sparse_rows
 from jaxsoft.exact.buckets import bucket
 from jaxsoft.exact.sparse_rows import SparseX
@@ -551,6 +551,22 @@ def head_logits(x: jax.Array, W: jax.Array, c: jax.Array) -> jax.Array:
     return _times(x, wide).reshape(-1, H, q) + c
 
 
+def _weighted_residual_and_cross_entropy(o: jax.Array, y: jax.Array, weight):
+    """``(softmax(o) - y) w`` (m, H, q) and the cross-entropy ``logsumexp(o)
+    - o_y`` (m, H), for logits (m, H, q), labels (m, 1, 1) and weights
+    (m, H), from one exp of ``o - max(o)`` (the loss's shift: no term
+    overflows) and one division a (row, head), not a (row, head, class):
+    these are most of a pass's element-wise work."""
+    largest = jnp.max(o, axis=-1, keepdims=True)
+    e = jnp.exp(o - largest)
+    total = jnp.sum(e, axis=-1, keepdims=True)
+    onehot = jnp.arange(o.shape[-1]) == y
+    o_y = jnp.sum(jnp.where(onehot, o, 0.0), axis=-1, keepdims=True)
+    ce = (jnp.log(total) - (o_y - largest))[..., 0]  # o_y - largest first: exact near 0
+    resid = e * (weight[..., None] / total) - onehot * weight[..., None]
+    return resid, ce
+
+
 @functools.partial(jax.jit, static_argnames="centred")
 def _grad_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
     """Adds one chunk's weighted cross-entropy sums and gradients to ``acc``."""
@@ -558,11 +574,9 @@ def _grad_chunk(acc, chunk: Chunk, W, c, group, shift, *, centred: bool):
     x = centred_features(chunk, shift, centred)
     o = head_logits(x, W, c)
     weight = chunk.w[:, None] * chunk.member[:, group]  # (m, H)
-    log_p = losses.log_softmax(o)
     y = jnp.maximum(chunk.y, 0)[:, None, None]
-    ce = -jnp.take_along_axis(log_p, y, axis=-1)[..., 0]  # (m, H)
+    resid, ce = _weighted_residual_and_cross_entropy(o, y, weight)
     ce = jnp.where(weight > 0, ce, 0.0)
-    resid = (jnp.exp(log_p) - (jnp.arange(q) == y)) * weight[..., None]
     g_wide = _gradient_wide(x, resid.reshape(-1, H * q))  # (H q, d)
     gW = jnp.transpose(g_wide.reshape(H, q, d), (0, 2, 1))
     return acc[0] + (ce * weight).sum(0), acc[1] + gW, acc[2] + resid.sum(0)
