@@ -19,7 +19,7 @@ from _helpers import objective, weighted_ce_sum, weighted_mean_and_cov, weighted
 
 from jaxsoft import sharding
 from jaxsoft.exact import basis as basis_lib
-from jaxsoft.exact import passes, scoring
+from jaxsoft.exact import passes, placement, scoring
 from jaxsoft.exact.passes import Part, Rows
 
 N, D, Q = 60, 5, 7
@@ -88,6 +88,54 @@ def test_grad_pass_is_jax_grad_of_each_heads_weighted_sum(problem, stream):
         np.testing.assert_allclose(gW[h], eW, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(gc[h], ec, rtol=1e-10, atol=1e-12)
     assert ce[0] == pytest.approx(np.log(Q) * w.sum(), rel=1e-12)  # uniform
+
+
+def test_the_pass_keeps_its_digits_at_logits_of_a_thousand(problem):
+    """Logits of order 1e3 (exp overflows without the shift; a confident
+    row's cross-entropy is ~exp(-1000)): the sums are still jax.grad's of
+    the weighted sum through jax.nn.logsumexp."""
+    x, y, w, member = problem
+    shift = x[:9].mean(0)
+    rows = _rows(x, y, w, member, shift=shift)
+    W, c = _heads(seed=5)
+    W, c = 400.0 * W, 400.0 * c
+    assert np.abs((x - shift) @ W[1] + c[1]).max() > 1e3
+    ce, gW, gc = _grad_pass(rows, W, c)
+    assert np.isfinite(ce).all() and np.isfinite(gW).all()
+    for h, g in enumerate(GROUP):
+        value, (eW, ec) = _ce_and_grad(x - shift, y, w * member[:, g], W[h], c[h])
+        assert ce[h] == pytest.approx(float(value), rel=1e-12)
+        np.testing.assert_allclose(gW[h], eW, rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(gc[h], ec, rtol=1e-10, atol=1e-9)
+
+
+def test_rows_in_memory_are_one_chunk_and_streamed_ones_bounded():
+    """70,000 rows, 1 head of 2 classes: in memory, one chunk (a pass
+    copies every chunk it slices out of the stacked rows); streamed, chunks
+    of at most `STREAMED_CHUNK_ROWS` rows; both give the same sums."""
+    rng = np.random.default_rng(0)
+    n = 70_000
+    x, y = rng.normal(size=(n, 3)), rng.integers(0, 2, n)
+    parts = [Part(x, y, None, None)]
+    rows_per_chunk = placement.chunk_rows(1, 2, None)
+    assert rows_per_chunk >= n
+    kw = dict(rows_per_chunk=rows_per_chunk, dtype=np.float64, shift=np.zeros(3))
+    mesh = sharding.resolve_mesh()
+    in_memory = placement.make_rows(parts, mesh=mesh, budget=1 << 40, **kw)
+    streamed = placement.make_rows(parts, mesh=mesh, budget=0, **kw)
+    assert not in_memory.stream and len(in_memory) == 1
+    assert in_memory.chunk_rows >= n
+    assert streamed.stream and streamed.chunk_rows == placement.STREAMED_CHUNK_ROWS
+    heads = sharding.replicate(
+        (rng.normal(size=(1, 3, 2)), rng.normal(size=(1, 2)), np.zeros(1, np.int32)),
+        mesh,
+    )
+    sums = zip(
+        passes.grad_pass(in_memory, *heads), passes.grad_pass(streamed, *heads),
+        strict=True,
+    )  # fmt: skip
+    for one_chunk, chunks in sums:
+        np.testing.assert_allclose(one_chunk, chunks, rtol=1e-12)
 
 
 @pytest.mark.parametrize(
