@@ -107,7 +107,8 @@ def _lbfgs_step(state, l1w, data, *, f_and_grad, cfg):
 
     point = lbfgs.trial(state, l1w)
     f, g = f_and_grad(point, *data)
-    f = f + jnp.sum(l1w * jnp.abs(point))
+    if l1w is not None:  # None: no L1 term, without OWL-QN's operations
+        f = f + jnp.sum(l1w * jnp.abs(point))
     norm = jnp.max(jnp.abs(lbfgs.pseudo_gradient(point, g, l1w)))
     return lbfgs.advance(state, f, g, norm, l1w, cfg)
 
@@ -122,7 +123,8 @@ def drive_lbfgs(
     in closed form: ``f_and_grad(point, *data)`` is its smooth part's value
     and gradient, to which ``sum l1w |theta|`` is added. At most 4 x
     ``iterations`` passes; ``cfg`` defaults to rtol 0, gtol 1e-12, memory 5
-    and max_iter ``iterations``. ``trail``, a list, receives the state after
+    and max_iter ``iterations``; ``l1w`` None (no L1 term) needs
+    ``cfg.owlqn`` False. ``trail``, a list, receives the state after
     each pass. Returns the last state.
 
     One program per (f_and_grad, cfg, shapes): a module-level ``f_and_grad``
@@ -133,7 +135,8 @@ def drive_lbfgs(
         cfg = lbfgs.Settings(rtol=0.0, gtol=1e-12, max_iter=iterations, memory=5)
     state = lbfgs.init_host(np.asarray(theta0)[None], cfg.memory)
     state = jax.tree.map(lambda a: jnp.asarray(a[0]), state)
-    l1w, data = jnp.asarray(l1w), tuple(jnp.asarray(a) for a in data)
+    l1w = None if l1w is None else jnp.asarray(l1w)
+    data = tuple(jnp.asarray(a) for a in data)
     for _ in range(4 * iterations):
         if bool(state.done):
             break

@@ -95,6 +95,37 @@ def test_rosenbrock_backtracks_and_reaches_one_one():
         assert float(after.step) <= 0.5 * float(before.step)
 
 
+@pytest.mark.parametrize("problem", ["quadratic", "rosenbrock"])
+def test_without_owlqn_the_iterates_are_l1_weights_of_0s(problem):
+    """``Settings.owlqn`` False (no L1 term: ``l1w`` None, OWL-QN's
+    pseudo-gradient, projections and signs left out of the program) takes
+    the steps of L1 weights of 0: the same trials and backtracks, to
+    rounding (XLA may fuse the smaller program's arithmetic differently),
+    for the first 20 passes, and the same minimum."""
+    if problem == "quadratic":
+        A, a = _quadratic_problem()
+        f_and_grad, start, data, answer = _quadratic, np.zeros(12), (A, a), a
+    else:
+        f_and_grad, start, data = _rosenbrock, np.array([-1.2, 1.0]), ()
+        answer = np.ones(2)
+    with_zeros: list = []
+    without: list = []
+    _drive(f_and_grad, start, data=data, trail=with_zeros)
+    last = drive_lbfgs(
+        f_and_grad, start, None, ITERATIONS, data=data,
+        cfg=CFG._replace(owlqn=False), trail=without,
+    )  # fmt: skip
+    assert min(len(without), len(with_zeros)) > 20
+    for one, other in zip(with_zeros[:20], without[:20], strict=True):
+        for field in ("theta", "g", "direction"):
+            np.testing.assert_allclose(
+                getattr(other, field), getattr(one, field), rtol=1e-9, atol=1e-12
+            )
+        assert int(other.backtracks) == int(one.backtracks)
+    assert bool(last.converged)
+    np.testing.assert_allclose(last.theta, answer, atol=1e-8)
+
+
 def test_non_finite_trials_are_rejected():
     """The barrier's first trial (a step of -g from (0.9, -0.5)) leaves its
     domain, where f is inf: rejected, the head backtracks into the domain,

@@ -187,13 +187,13 @@ def raw_grad_norms(
     gW: jax.Array,
     gc: jax.Array,
     l2: jax.Array,
-    l1: jax.Array,
+    l1: jax.Array | None,
 ) -> tuple[jax.Array, jax.Array]:
     """(max |g|, ||g||_2) of the objective's gradient w.r.t. the raw (W, b).
 
     The gradient a user would compute with `jax.grad` of `jaxsoft.loss`
     (the bias's part only when the intercept is trained); with an L1 term
-    ``l1 ||W||_1``, its minimum-norm subgradient.
+    ``l1 ||W||_1`` (None: none), its minimum-norm subgradient.
     """
     W = to_weights(basis, theta, l2).W
     gW_raw = pseudo_gradient(W, gW + jnp.outer(basis.shift, gc) + l2 * W, l1)

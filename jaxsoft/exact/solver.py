@@ -109,17 +109,20 @@ def _split_settings(cfg: lbfgs.Settings) -> tuple[lbfgs.Settings, tuple]:
     return cfg._replace(rtol=0.0, gtol=0.0, max_iter=0), limits
 
 
-def _l1_weights(basis, l1, l2, state) -> jax.Array:
-    """One head's L1 weights on its coordinates (P,)."""
+def _l1_weights(basis, l1, l2, state, owlqn: bool) -> jax.Array | None:
+    """One head's L1 weights on its coordinates (P,); None without OWL-QN
+    (no head of the solve has an L1 term)."""
+    if not owlqn:
+        return None
     q = state.theta.shape[-1] // (basis.lam.shape[0] + 1)
     return basis_lib.l1_weights(basis, l1, l2, q)
 
 
-def _trial_heads(basis, heads: Heads, state: lbfgs.HeadState):
+def _trial_heads(basis, heads: Heads, state: lbfgs.HeadState, owlqn: bool = True):
     """Every head's pass coordinates at its trial point: W (H, d, q), c (H, q)."""
 
     def one(s, l2, l1):
-        theta = lbfgs.trial(s, _l1_weights(basis, l1, l2, s))
+        theta = lbfgs.trial(s, _l1_weights(basis, l1, l2, s, owlqn))
         return basis_lib.to_pass(basis, theta, l2)
 
     return jax.vmap(one)(state, heads.l2, heads.l1)
@@ -130,13 +133,15 @@ def _move(basis, heads: Heads, state, sums, cfg: lbfgs.Settings):
     put)."""
 
     def one(s, ce, gW, gc, l2, l1, count):
-        l1w = _l1_weights(basis, l1, l2, s)
+        l1w = _l1_weights(basis, l1, l2, s, cfg.owlqn)
         theta = lbfgs.trial(s, l1w)
         gW, gc = gW / count, gc / count
         f = ce / count + basis_lib.penalty(basis, theta, l2)
-        f = f + jnp.sum(l1w * jnp.abs(theta))
+        if cfg.owlqn:
+            f = f + jnp.sum(l1w * jnp.abs(theta))
         g = basis_lib.to_solver_grad(basis, theta, gW, gc, l2)
-        largest, l2_norm = basis_lib.raw_grad_norms(basis, theta, gW, gc, l2, l1)
+        l1_raw = l1 if cfg.owlqn else None
+        largest, l2_norm = basis_lib.raw_grad_norms(basis, theta, gW, gc, l2, l1_raw)
         norm = largest if cfg.gtol_norm == "max" else l2_norm
         return lbfgs.advance(s, f, g, norm, l1w, cfg)
 
@@ -179,7 +184,7 @@ def _run_in_memory(
 
     def one_pass(carry):
         state, k = carry
-        W, c = _trial_heads(basis, heads, state)
+        W, c = _trial_heads(basis, heads, state, cfg.owlqn)
         if block is None:
             sums = passes.grad_sums(stacked, W, c, heads.group, shift, centred=centred)
         else:  # the finished heads' blocks skipped
@@ -295,7 +300,8 @@ def _streamed_pass(rows, basis, heads, state, limits, shape_cfg):
     """One pass and move over streamed rows (one program per chunk), compiled
     with the options of the in-memory loop: the same sums and moves."""
     mesh, quick = rows.mesh, _quick(rows, heads, state)
-    W, c = compiling.jit(_trial_heads, mesh, quick=quick)(basis, heads, state)
+    trial_heads = compiling.jit(_trial_heads, mesh, quick=quick, static_argnums=(3,))
+    W, c = trial_heads(basis, heads, state, shape_cfg.owlqn)
     sums = grad_pass(rows, W, c, heads.group, quick=quick)
     move = compiling.jit(
         _move_limits,
@@ -394,6 +400,9 @@ def solve_heads(
     if not isinstance(start, lbfgs.HeadState):
         state = lbfgs.init_host(start, cfg.memory)
     shape_cfg, limits = _split_settings(cfg)
+    # no head with an L1 term: OWL-QN's operations left out (the same iterates)
+    owlqn = shape_cfg.owlqn and bool(np.any(sharding.to_host(heads.l1) > 0))
+    shape_cfg = shape_cfg._replace(owlqn=owlqn)
     total, P = state.theta.shape
     logits_per_head = rows.n * (P // (rows.d + 1))
     size = total
