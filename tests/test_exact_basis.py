@@ -289,3 +289,24 @@ def test_raw_grad_norms_are_those_of_jax_grad(problem, diagonal, fit_intercept, 
     )
     assert float(largest) == pytest.approx(np.abs(g).max(), rel=1e-10)
     assert float(norm) == pytest.approx(np.linalg.norm(g), rel=1e-10)
+
+
+def test_small_host_work_runs_on_one_blas_thread():
+    """`host_blas.small_work`: one BLAS thread inside the block for work up
+    to the limit (threadpoolctl's count), the threads as they were after it;
+    above the limit, the threads untouched."""
+    from threadpoolctl import threadpool_info
+
+    from jaxsoft.exact import host_blas
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("threadpoolctl sees no BLAS library in this process")
+    with host_blas.small_work(host_blas.SINGLE_THREAD_MAX_WORK):
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
+    with host_blas.small_work(host_blas.SINGLE_THREAD_MAX_WORK + 1):
+        assert blas_threads() == before

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 
 from jaxsoft import model, sharding, validation
 from jaxsoft.exact import basis as basis_lib
-from jaxsoft.exact import lbfgs, placement
+from jaxsoft.exact import host_blas, lbfgs, placement
 from jaxsoft.exact.inputs import SolveInputError
 from jaxsoft.exact.passes import (
     Part,
@@ -85,17 +85,19 @@ def prepare(
         shift=shift,
     )
     diagonal = diagonal or rows.sparse or rows.d > basis_lib.EIGH_MAX_FEATURES
-    moments = host_moments(parts, shift, diagonal=diagonal)  # None: not NumPy
-    if moments is None:
-        moments = moments_pass(rows, diagonal=diagonal)
-    basis = basis_lib.make_basis(
-        moments,
-        shift,
-        num_classes,
-        dtype=dtype,
-        diagonal=diagonal,
-        fit_intercept=fit_intercept,
-    )
+    d = rows.d
+    with host_blas.small_work(rows.n * d + (0 if diagonal else rows.n * d * d + d**3)):
+        moments = host_moments(parts, shift, diagonal=diagonal)  # None: not NumPy
+        if moments is None:
+            moments = moments_pass(rows, diagonal=diagonal)
+        basis = basis_lib.make_basis(
+            moments,
+            shift,
+            num_classes,
+            dtype=dtype,
+            diagonal=diagonal,
+            fit_intercept=fit_intercept,
+        )
     return Problem(rows, sharding.replicate(basis, mesh), num_classes, dtype, basis)
 
 
