@@ -256,7 +256,7 @@ def solve(
         carried = None
         if last is not None and carries(last[0], batch, warm, l1_all, rough):
             carried = carry(
-                problem.rows, problem.basis, last[1],
+                problem.rows, sharding.replicate(problem.basis, mesh), last[1],
                 sharding.replicate(l2_all[last[0]].astype(problem.dtype), mesh),
                 sharding.replicate(l2_all[batch].astype(problem.dtype), mesh), cfg,
             )  # fmt: skip

@@ -379,7 +379,8 @@ def solve_heads(
 
     Args:
       rows: the training rows (with their sets, for cross-validation).
-      basis: the change of variables (`jaxsoft.exact.basis`), replicated.
+      basis: the change of variables (`jaxsoft.exact.basis`), replicated
+        (or NumPy).
       heads: each head's strength, training set and total weight (NumPy,
         or on the mesh).
       start: starting points in solver coordinates, (H, P) (NumPy), or an
@@ -408,7 +409,7 @@ def solve_heads(
     size = total
     may_shrink = total > 1 and total * logits_per_head >= SHRINK_MIN_LOGITS
     if rows.stacked is None or may_shrink:  # programs of `compiling.jit` too
-        heads, state = sharding.replicate((heads, state), rows.mesh)
+        basis, heads, state = sharding.replicate((basis, heads, state), rows.mesh)
     # else the device loop's `compiling.call` takes NumPy heads and states
     looks = may_shrink or progress is not None or rows.stacked is None
     per_call = PASSES_PER_CALL if looks else _pass_bound(cfg)
