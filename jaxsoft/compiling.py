@@ -143,15 +143,23 @@ def _is_host(leaf: Any) -> bool:
     return isinstance(leaf, (np.ndarray, np.generic))
 
 
+@functools.lru_cache(maxsize=1024)
+def _replicated_value(shape: tuple, dtype: np.dtype, mesh: Mesh) -> Any:
+    """The abstract value of a replicated copy (made once per shape: a fit
+    passes some 40 NumPy leaves a call)."""
+    return jax.ShapeDtypeStruct(
+        shape, dtype, sharding=NamedSharding(mesh, PartitionSpec())
+    )
+
+
 def _as_replicated(args: tuple, mesh: Mesh) -> tuple:
     """``args`` with each NumPy leaf as the abstract value of its replicated
     copy on ``mesh``: what the program is traced, keyed and compiled for."""
-    layout = NamedSharding(mesh, PartitionSpec())
 
     def abstract(leaf: Any) -> Any:
         if not _is_host(leaf):
             return leaf
-        return jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=layout)
+        return _replicated_value(np.shape(leaf), leaf.dtype, mesh)
 
     return jax.tree.map(abstract, args)
 
