@@ -109,10 +109,11 @@ def test_the_pass_keeps_its_digits_at_logits_of_a_thousand(problem):
         np.testing.assert_allclose(gc[h], ec, rtol=1e-10, atol=1e-9)
 
 
-def test_rows_in_memory_are_one_chunk_and_streamed_ones_bounded():
+def test_rows_in_memory_are_one_chunk_and_streamed_ones_bounded(monkeypatch):
     """70,000 rows, 1 head of 2 classes: in memory, one chunk (a pass
-    copies every chunk it slices out of the stacked rows); streamed, chunks
-    of at most `STREAMED_CHUNK_ROWS` rows; both give the same sums."""
+    copies every chunk it slices out of the stacked rows), or chunks of at
+    most `IN_MEMORY_CHUNK_BYTES` of features; streamed, chunks of at most
+    `STREAMED_CHUNK_ROWS` rows; all give the same sums."""
     rng = np.random.default_rng(0)
     n = 70_000
     x, y = rng.normal(size=(n, 3)), rng.integers(0, 2, n)
@@ -126,16 +127,19 @@ def test_rows_in_memory_are_one_chunk_and_streamed_ones_bounded():
     assert not in_memory.stream and len(in_memory) == 1
     assert in_memory.chunk_rows >= n
     assert streamed.stream and streamed.chunk_rows == placement.STREAMED_CHUNK_ROWS
+    monkeypatch.setattr(placement, "IN_MEMORY_CHUNK_BYTES", 68_000 * 3 * 8)
+    bounded = placement.make_rows(parts, mesh=mesh, budget=1 << 40, **kw)
+    assert not bounded.stream and len(bounded) == 2
+    assert bounded.chunk_rows * 3 * 8 <= placement.IN_MEMORY_CHUNK_BYTES
     heads = sharding.replicate(
         (rng.normal(size=(1, 3, 2)), rng.normal(size=(1, 2)), np.zeros(1, np.int32)),
         mesh,
     )
-    sums = zip(
-        passes.grad_pass(in_memory, *heads), passes.grad_pass(streamed, *heads),
-        strict=True,
-    )  # fmt: skip
-    for one_chunk, chunks in sums:
-        np.testing.assert_allclose(one_chunk, chunks, rtol=1e-12)
+    one_chunk = passes.grad_pass(in_memory, *heads)
+    for rows in (streamed, bounded):
+        chunked = passes.grad_pass(rows, *heads)
+        for whole, chunks in zip(one_chunk, chunked, strict=True):
+            np.testing.assert_allclose(whole, chunks, rtol=1e-12)
 
 
 @pytest.mark.parametrize(

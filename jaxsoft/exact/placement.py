@@ -6,9 +6,9 @@ stay in device memory when each device's share fits within
 host RAM on CPU); larger ones are streamed from the host, one chunk per
 step. The chunk size bounds the per-chunk buffers of all heads together
 (rows x heads x classes): about 2^20 elements on CPU and 2^25 on
-accelerators; streamed chunks hold at most `STREAMED_CHUNK_ROWS` rows.
-Rows in memory are otherwise one chunk where they fit that bound: a pass
-slices each chunk out of the stacked rows, a copy.
+accelerators; streamed chunks hold at most `STREAMED_CHUNK_ROWS` rows,
+dense chunks in memory at most `IN_MEMORY_CHUNK_BYTES` of features a device
+(a pass copies each chunk it slices out of the stacked rows).
 """
 
 from __future__ import annotations
@@ -62,10 +62,16 @@ def device_bytes(x: Any, dtype: Any) -> int:
 
 STREAMED_CHUNK_ROWS = 1 << 16
 """Rows per chunk at most when the rows stream from the host (each chunk is
-one copy to the device). Rows in memory have no such bound: a pass loops
-over their chunks inside one program, and XLA copies each chunk it slices
-out of the stacked rows (a chunk of 200,000 x 100 float64 rows in one piece
-took 28 ms a pass on a CPU, in four 65,536-row pieces 47 ms)."""
+one copy to the device)."""
+
+IN_MEMORY_CHUNK_BYTES = 1 << 29
+"""Dense features a device holds of one chunk of rows in memory, at most
+(or `STREAMED_CHUNK_ROWS` rows, where that is more). A pass loops over the
+chunks inside one program, and XLA copies each chunk it slices out of the
+stacked rows: fewer, larger chunks are faster (200,000 x 100 float64 rows
+in one chunk took 28 ms a pass on a CPU, in four of 65,536 rows 47 ms), and
+this bounds the copy's memory. MNIST's 60,000 x 784 float64 (376 MB) is one
+chunk."""
 
 
 def chunk_rows(num_heads: int, num_classes: int, requested: int | None) -> int:
@@ -92,11 +98,17 @@ def make_rows(
     shift: np.ndarray,
 ) -> Rows:
     """`Rows` over ``parts``, streamed when a device's share exceeds ``budget``
-    (in chunks of at most `STREAMED_CHUNK_ROWS` rows)."""
+    (in chunks of at most `STREAMED_CHUNK_ROWS` rows), else in memory (dense
+    chunks of at most `IN_MEMORY_CHUNK_BYTES` a device)."""
     total = sum(device_bytes(p.x, dtype) for p in parts)
-    stream = total // sharding.num_shards(mesh) > budget
+    shards = sharding.num_shards(mesh)
+    stream = total // shards > budget
     if stream:
         rows_per_chunk = min(rows_per_chunk, STREAMED_CHUNK_ROWS)
+    elif not sparse_rows.is_sparse(parts[0].x):
+        row_bytes = max(1, device_bytes(parts[0].x[:1], dtype))
+        most = max(STREAMED_CHUNK_ROWS, IN_MEMORY_CHUNK_BYTES * shards // row_bytes)
+        rows_per_chunk = min(rows_per_chunk, most)
     return Rows(
         parts,
         mesh=mesh,
