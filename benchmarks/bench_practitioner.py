@@ -15,7 +15,8 @@ chose), and the geometric means.
 
 The MNIST case also prints one data pass of the engine (value and gradient,
 float64) beside one read of X on the device, the preconditioner's moments
-from NumPy on the host beside the moments pass on the device, and the solve
+from NumPy on the host beside the moments pass on the device, one pass over
+binary_200k's rows in one chunk and in 65,536-row chunks, and the solve
 program's size (HLO instructions), compile time and time a pass, with
 jaxsoft's compiler options and others.
 
@@ -289,6 +290,22 @@ def engine_figures(case: str, mnist_dir: Path) -> None:
                 f"covariance from every {stride} rows), the pass on the device "
                 f"{t_mesh:.2f} s (every row)"
             )
+    # binary_200k's rows in one chunk (as placed) and in chunks of 65,536
+    # rows (the old bound): each chunk a pass slices out is a copy
+    xb2, yb2, _, _ = load_case("binary_200k", mnist_dir)
+    W2, c2 = jnp.zeros((1, xb2.shape[1], 2)), jnp.zeros((1, 2))
+    group2 = jnp.zeros(1, jnp.int32)
+    timings = []
+    for per_chunk in (placement.chunk_rows(1, 2, None), 1 << 16):
+        rows = placement.make_rows(
+            [passes.Part(xb2, yb2.astype(np.int32))], mesh=mesh,
+            budget=placement.device_budget(None), rows_per_chunk=per_chunk,
+            dtype=np.float64, shift=xb2[:4096].mean(0),
+        )  # fmt: skip
+        t = best(lambda r=rows: grad(r.stacked, W2, c2, group2, r.shift))
+        size = f"{len(rows)} chunk(s) of {rows.chunk_rows} rows"
+        timings.append(f"{size} {t * 1e3:.1f} ms")
+    print(f"binary_200k float64, one pass: {', '.join(timings)}")
     xd, yd = load_digits(return_X_y=True)
     xb, yb = load_breast_cancer(return_X_y=True)
     xb = (xb - xb.mean(0)) / xb.std(0)

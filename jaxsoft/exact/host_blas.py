@@ -21,7 +21,7 @@ SINGLE_THREAD_MAX_WORK = 1 << 28
 """Multiply-adds (rows x features^2 + features^3) up to which the host's
 linear algebra runs on one BLAS thread (some 30 ms of it on a CPU core).
 BLAS's own threads also spin after their work, while the solve runs: on
-this 2-core CPU the compiled synthetic_100k fit (80,000 x 50, 2e8) took
+this 2-core CPU the compiled synthetic_100k fit (100,000 x 50, 2.5e8) took
 0.32-0.33 s with one thread, 0.36-0.37 s with two; digits'
 `LogisticRegressionCV` 0.20-0.21 s against 0.24-0.26 s."""
 

@@ -457,10 +457,9 @@ def _from_sums(total: float, first: np.ndarray, second: np.ndarray) -> Moments:
 MOMENTS_FULL_MAX_WORK = 1 << 30
 MOMENTS_SAMPLE_ROWS = 1 << 14
 MOMENTS_ROWS_PER_FEATURE = 16
-"""Rows x features x features above `MOMENTS_FULL_MAX_WORK` (about 0.1 s of
-NumPy on a 2-core CPU; the covariance of binary_200k's 160,000 x 100 rows,
-1.6e9, took 0.15-0.3 s of a 0.6 s fit, its sample none, with the same 9
-iterations): the
+"""Rows x features x features above `MOMENTS_FULL_MAX_WORK` (the covariance
+of binary_200k's 200,000 x 100 rows, 2e9, took 0.15-0.3 s of a 0.6 s fit on
+a 2-core CPU, its sample too little to see, with the same 9 iterations): the
 preconditioner's covariance comes from max(`MOMENTS_SAMPLE_ROWS`, this x d)
 rows (d features), every k-th row of each part, and a feature whose variance
 there is more than 20% off every row's is rescaled to every row's (a rare

@@ -7,8 +7,8 @@ host RAM on CPU); larger ones are streamed from the host, one chunk per
 step. The chunk size bounds the per-chunk buffers of all heads together
 (rows x heads x classes): about 2^20 elements on CPU and 2^25 on
 accelerators; streamed chunks hold at most `STREAMED_CHUNK_ROWS` rows,
-dense chunks in memory at most `IN_MEMORY_CHUNK_BYTES` of features a device
-(a pass copies each chunk it slices out of the stacked rows).
+chunks in memory at most `IN_MEMORY_CHUNK_BYTES` of features a device (a
+pass copies each chunk it slices out of the stacked rows).
 """
 
 from __future__ import annotations
@@ -65,12 +65,14 @@ STREAMED_CHUNK_ROWS = 1 << 16
 one copy to the device)."""
 
 IN_MEMORY_CHUNK_BYTES = 1 << 29
-"""Dense features a device holds of one chunk of rows in memory, at most
+"""Features (dense, or sparse non-zeros) a device holds of one chunk of rows
+in memory, at most
 (or `STREAMED_CHUNK_ROWS` rows, where that is more). A pass loops over the
 chunks inside one program, and XLA copies each chunk it slices out of the
-stacked rows: fewer, larger chunks are faster (200,000 x 100 float64 rows
-in one chunk took 28 ms a pass on a CPU, in four of 65,536 rows 47 ms), and
-this bounds the copy's memory. MNIST's 60,000 x 784 float64 (376 MB) is one
+stacked rows: fewer, larger chunks are faster (binary_200k's 200,000 x 100
+float64 rows: 27.9 ms a pass in one chunk, 75.2 ms in four of 65,536 rows on
+a 2-core CPU, printed by `benchmarks/bench_practitioner.py --cases mnist`),
+and this bounds the copy's memory. MNIST's 60,000 x 784 float64 (376 MB) is one
 chunk."""
 
 
@@ -98,15 +100,16 @@ def make_rows(
     shift: np.ndarray,
 ) -> Rows:
     """`Rows` over ``parts``, streamed when a device's share exceeds ``budget``
-    (in chunks of at most `STREAMED_CHUNK_ROWS` rows), else in memory (dense
-    chunks of at most `IN_MEMORY_CHUNK_BYTES` a device)."""
+    (in chunks of at most `STREAMED_CHUNK_ROWS` rows), else in memory (chunks
+    of at most `IN_MEMORY_CHUNK_BYTES` of features a device)."""
     total = sum(device_bytes(p.x, dtype) for p in parts)
     shards = sharding.num_shards(mesh)
     stream = total // shards > budget
     if stream:
         rows_per_chunk = min(rows_per_chunk, STREAMED_CHUNK_ROWS)
-    elif not sparse_rows.is_sparse(parts[0].x):
-        row_bytes = max(1, device_bytes(parts[0].x[:1], dtype))
+    else:  # bytes a row: d x itemsize dense, the mean non-zeros' sparse
+        n = sum(int(p.x.shape[0]) for p in parts)
+        row_bytes = max(1, -(-total // max(1, n)))
         most = max(STREAMED_CHUNK_ROWS, IN_MEMORY_CHUNK_BYTES * shards // row_bytes)
         rows_per_chunk = min(rows_per_chunk, most)
     return Rows(

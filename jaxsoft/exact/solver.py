@@ -118,7 +118,7 @@ def _l1_weights(basis, l1, l2, state, owlqn: bool) -> jax.Array | None:
     return basis_lib.l1_weights(basis, l1, l2, q)
 
 
-def _trial_heads(basis, heads: Heads, state: lbfgs.HeadState, owlqn: bool = True):
+def _trial_heads(basis, heads: Heads, state: lbfgs.HeadState, owlqn: bool):
     """Every head's pass coordinates at its trial point: W (H, d, q), c (H, q)."""
 
     def one(s, l2, l1):
@@ -408,10 +408,12 @@ def solve_heads(
     logits_per_head = rows.n * (P // (rows.d + 1))
     size = total
     may_shrink = total > 1 and total * logits_per_head >= SHRINK_MIN_LOGITS
+    looks = may_shrink or progress is not None or rows.stacked is None
     if rows.stacked is None or may_shrink:  # programs of `compiling.jit` too
         basis, heads, state = sharding.replicate((basis, heads, state), rows.mesh)
-    # else the device loop's `compiling.call` takes NumPy heads and states
-    looks = may_shrink or progress is not None or rows.stacked is None
+    elif looks:  # several calls: the basis placed once, not copied a call
+        basis = sharding.replicate(basis, rows.mesh)
+    # else the device loop's `compiling.call` takes NumPy as it is
     per_call = PASSES_PER_CALL if looks else _pass_bound(cfg)
     passes_done = 0
     while True:
